@@ -1,0 +1,144 @@
+"""Per-step cost of WorldModelEnv against a hand-written Gymnasium env.
+
+Three models, each timed in the same run, interleaved, for every backend that
+loads and for a hand-written env written for that model alone:
+
+* precomputed: returns the same torch tensors every step (wrapper overhead only)
+* mlp:         a small MLP (hidden 64) predicting state, reward, termination
+* image:       returns a precomputed 3x64x64 uint8 image observation
+
+Prints one JSON line per case and a table of ratios (lower is better; 1.0
+means as fast as the hand-written env).
+
+    python bench/step.py [--steps 20000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+import wmenv
+from wmenv import WorldModelEnv, _backend
+
+torch.set_num_threads(1)
+
+
+class Precomputed:
+    """A model that returns the same precomputed tensors every step."""
+
+    def __init__(self, obs):
+        self.out = {"state": obs, "observation": obs, "reward": torch.tensor(0.5), "terminated": torch.tensor(False)}
+
+    def __call__(self, state, action):
+        return self.out
+
+    def reset(self, seed=None, options=None):
+        return self.out["state"], self.out["observation"]
+
+
+class MLP(nn.Module):
+    def __init__(self, obs_dim=4, act_dim=1, hidden=64):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(obs_dim + act_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.next_state = nn.Linear(hidden, obs_dim)
+        self.head = nn.Linear(hidden, 2)
+        self.init = torch.zeros(obs_dim)
+
+    def forward(self, state, action):
+        h = self.body(torch.cat([state, action]))
+        next_state = torch.tanh(self.next_state(h))
+        reward, done = self.head(h)
+        return {"state": next_state, "observation": next_state, "reward": reward, "terminated": done > 10.0}
+
+    def reset(self, seed=None, options=None):
+        return self.init, self.init
+
+
+class HandWritten(gym.Env):
+    """What one writes by hand for one model: no adapters, no checks."""
+
+    def __init__(self, model, observation_space, action_space):
+        self.model = model
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        with torch.no_grad():
+            self.state, obs = self.model.reset(seed, options)
+        return obs.numpy(), {}
+
+    def step(self, action):
+        with torch.no_grad():
+            out = self.model(self.state, torch.from_numpy(action))
+        self.state = out["state"]
+        return out["observation"].numpy(), float(out["reward"]), bool(out["terminated"]), False, {}
+
+
+CASES = {
+    "precomputed": lambda: (Precomputed(torch.zeros(4)), gym.spaces.Box(-1, 1, (4,), np.float32)),
+    "mlp": lambda: (MLP(), gym.spaces.Box(-1, 1, (4,), np.float32)),
+    "image": lambda: (
+        Precomputed(torch.zeros(3, 64, 64, dtype=torch.uint8)),
+        gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
+    ),
+}
+ACTION_SPACE = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+
+def time_steps(env, actions, steps):
+    env.reset(seed=0)
+    step = env.step
+    start = time.perf_counter()
+    for i in range(steps):
+        step(actions[i & 1023])
+    return (time.perf_counter() - start) / steps * 1e6
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    backends = _backend.available()
+    actions = [ACTION_SPACE.sample() for _ in range(1024)]
+    rows = []
+    for case, build in CASES.items():
+        model, obs_space = build()
+        envs = {"handwritten": HandWritten(model, obs_space, ACTION_SPACE)}
+        for name in backends:
+            envs[name] = WorldModelEnv(model, obs_space, ACTION_SPACE, backend=name)
+        for env in envs.values():  # warm-up
+            time_steps(env, actions, 2000)
+        best = {name: float("inf") for name in envs}
+        for _ in range(args.rounds):
+            for name, env in envs.items():
+                best[name] = min(best[name], time_steps(env, actions, args.steps))
+        row = {"case": case, "us_per_step": {k: round(v, 3) for k, v in best.items()}}
+        for name in backends:
+            row[f"{name}/handwritten"] = round(best[name] / best["handwritten"], 3)
+        if "native" in best and "python" in best:
+            row["python/native"] = round(best["python"] / best["native"], 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print()
+    print(f"wmenv {wmenv.__version__}, torch {torch.__version__}, numpy {np.__version__}, backends {backends}")
+    header = ["case", "handwritten us"] + [f"{b} us" for b in backends] + [f"{b}/handwritten" for b in backends]
+    print(" | ".join(header))
+    for row in rows:
+        us = row["us_per_step"]
+        cells = [row["case"], f"{us['handwritten']:.2f}"] + [f"{us[b]:.2f}" for b in backends]
+        cells += [f"{row[f'{b}/handwritten']:.2f}x" for b in backends]
+        print(" | ".join(cells))
+
+
+if __name__ == "__main__":
+    main()

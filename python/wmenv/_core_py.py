@@ -1,0 +1,378 @@
+"""Pure-Python implementation of wmenv's per-step work.
+
+This module is the twin of the compiled ``wmenv._core``: the same functions,
+signatures, results, error types and error messages. ``wmenv._backend`` picks
+one of the two; ``tests/test_core_parity.py`` holds them to each other.
+
+The functions take *specs*, plain tuples precompiled from Gymnasium spaces by
+``wmenv._spaces``, so that neither implementation touches a space per step:
+
+* observation spec: ``None`` (no constraint: leaves become NumPy),
+  ``(0, shape, dtype)`` for array spaces, ``(1, keys, subspecs)`` for ``Dict``
+  and ``(2, subspecs)`` for ``Tuple``.
+* action spec: ``None`` (pass the action through) or ``(shape, size, dtype,
+  low, n, space_repr, torch_dtype, device, to_torch)``; ``n`` is ``-1`` unless
+  the space is ``Discrete``.
+
+Example:
+    >>> import numpy as np
+    >>> from wmenv import _core_py as core
+    >>> core.as_reward(np.array([0.1]))
+    0.1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = [
+    "OBSERVATION_KEYS",
+    "as_flag",
+    "as_reward",
+    "conform_observation",
+    "convert_action",
+    "matches_structure",
+    "normalize_reset",
+    "normalize_step",
+    "set_torch",
+    "to_numpy",
+]
+
+OBSERVATION_KEYS = ("observation", "obs", "image", "pixels", "next_observation", "next_obs")
+
+STEP_FORMS = (
+    "a mapping, (next_state, obs, reward, terminated, truncated, info), "
+    "(obs, reward, terminated, truncated, info), (obs, reward, done, info), "
+    "(next_state, obs, reward), (next_state, obs), (next_state,) or a bare next state"
+)
+
+_Tensor = None
+_from_numpy = None
+_NDArray = np.ndarray
+_asarray = np.asarray
+_DLPACK_CPU = 1
+
+
+def set_torch(module) -> None:
+    """Registers the torch module (or ``None``) whose tensors get fast paths."""
+    global _Tensor, _from_numpy
+    if module is None:
+        _Tensor = None
+        _from_numpy = None
+    else:
+        _Tensor = module.Tensor
+        _from_numpy = module.from_numpy
+
+
+def format_shape(shape) -> str:
+    return str(tuple(int(d) for d in shape))
+
+
+def to_numpy(x):
+    """One leaf as a NumPy array; CPU tensors and DLPack/array-interface
+    objects share their memory with the result."""
+    if type(x) is _NDArray:
+        return x
+    if _Tensor is not None and isinstance(x, _Tensor):
+        if x.requires_grad:
+            x = x.detach()
+        if not x.is_cpu:
+            x = x.cpu()
+        return x.numpy()
+    if isinstance(x, _NDArray):
+        return x
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        if x.__dlpack_device__()[0] == _DLPACK_CPU:
+            return np.from_dlpack(x)
+    return _asarray(x)
+
+
+def _to_numpy_tree(x):
+    if x is None:
+        return None
+    if isinstance(x, Mapping):
+        return {k: _to_numpy_tree(v) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(_to_numpy_tree(v) for v in x)
+    if isinstance(x, list):
+        return [_to_numpy_tree(v) for v in x]
+    return to_numpy(x)
+
+
+def conform_observation(obs, spec, path: str = "observation"):
+    """Converts ``obs`` to NumPy and makes it fit ``spec``.
+
+    Array leaves are cast to the spec's dtype; a shape that differs raises
+    ``ValueError`` naming both shapes. ``None`` passes through (the caller
+    samples the space).
+    """
+    if obs is None:
+        return None
+    if spec is None:
+        return _to_numpy_tree(obs)
+    kind = spec[0]
+    if kind == 0:
+        arr = to_numpy(obs)
+        if arr.shape != spec[1]:
+            raise ValueError(
+                f"{path} must have shape {format_shape(spec[1])}, got {format_shape(arr.shape)}"
+            )
+        if arr.dtype != spec[2]:
+            arr = arr.astype(spec[2])
+        return arr
+    if kind == 1:
+        if not isinstance(obs, Mapping):
+            raise TypeError(f"{path} must be a mapping for a Dict space, got {type(obs).__name__}")
+        out = {}
+        for key, sub in zip(spec[1], spec[2]):
+            if key not in obs:
+                raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
+            out[key] = conform_observation(obs[key], sub, f"{path}[{key!r}]")
+        return out
+    subs = spec[1]
+    if not isinstance(obs, (tuple, list)):
+        raise TypeError(f"{path} must be a tuple for a Tuple space, got {type(obs).__name__}")
+    if len(obs) != len(subs):
+        raise ValueError(f"{path} must have {len(subs)} items for a Tuple space, got {len(obs)}")
+    return tuple(conform_observation(item, sub, f"{path}[{i}]") for i, (item, sub) in enumerate(zip(obs, subs)))
+
+
+def _leaf_shape(x):
+    if isinstance(x, (bool, int, float)):
+        return ()
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        try:
+            return tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            return None
+    if isinstance(x, (list, tuple)):
+        try:
+            return np.shape(x)
+        except ValueError:
+            return None
+    return None
+
+
+def matches_structure(x, spec) -> bool:
+    """True when ``x`` has the structure and shape of ``spec`` (dtype and
+    bounds are not looked at)."""
+    if spec is None:
+        return True
+    kind = spec[0]
+    if kind == 0:
+        return _leaf_shape(x) == spec[1]
+    if kind == 1:
+        return isinstance(x, Mapping) and all(
+            k in x and matches_structure(x[k], s) for k, s in zip(spec[1], spec[2])
+        )
+    return (
+        isinstance(x, (tuple, list))
+        and len(x) == len(spec[1])
+        and all(matches_structure(v, s) for v, s in zip(x, spec[1]))
+    )
+
+
+def _one_element(x, name):
+    if x is None:
+        raise TypeError(f"{name} must be a number or a one-element array, got None")
+    if _Tensor is not None and isinstance(x, _Tensor):
+        if x.numel() != 1:
+            raise ValueError(
+                f"{name} must hold one element, got shape {format_shape(x.shape)}; "
+                "use WorldModelVectorEnv for batches"
+            )
+        return x.item()
+    if not isinstance(x, (np.ndarray, np.generic)):
+        x = _asarray(x)
+    if x.size != 1:
+        raise ValueError(
+            f"{name} must hold one element, got shape {format_shape(x.shape)}; "
+            "use WorldModelVectorEnv for batches"
+        )
+    return x.item()
+
+
+def as_reward(x) -> float:
+    """A one-element reward as a Python float, at full precision."""
+    t = type(x)
+    if t is float:
+        return x
+    if t is int or t is bool:
+        return float(x)
+    return float(_one_element(x, "reward"))
+
+
+def as_flag(x, name: str) -> bool:
+    """A one-element termination or truncation flag as a Python bool."""
+    if type(x) is bool:
+        return x
+    return bool(_one_element(x, name))
+
+
+def _info_dict(info):
+    if info is None:
+        return {}
+    if not isinstance(info, Mapping):
+        raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
+    return dict(info)
+
+
+def _observation_from_mapping(result, default):
+    for key in OBSERVATION_KEYS:
+        if key in result:
+            return result[key]
+    return default
+
+
+def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elapsed_steps, info_model_state):
+    """Parses one transition result into
+    ``(next_state, obs, reward, terminated, truncated, info)``.
+
+    ``reward_fn`` and ``terminal_fn`` are ``None`` or callables taking
+    ``(next_state, raw_observation, action)``; they run only when the result
+    carries no reward or termination. ``info`` is a new dict holding
+    ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
+    """
+    reward = terminated = info = None
+    truncated = False
+    if isinstance(result, tuple):
+        n = len(result)
+        if n == 5:
+            obs, reward, terminated, truncated, info = result
+            next_state = info["model_state"] if isinstance(info, Mapping) and "model_state" in info else obs
+        elif n == 6:
+            next_state, obs, reward, terminated, truncated, info = result
+        elif n == 4:
+            obs, reward, terminated, info = result
+            next_state = info["model_state"] if isinstance(info, Mapping) and "model_state" in info else obs
+        elif n == 3:
+            next_state, obs, reward = result
+        elif n == 2:
+            next_state, obs = result
+        elif n == 1:
+            next_state = obs = result[0]
+        else:
+            raise ValueError(f"a transition returned a tuple of {n} items; accepted forms are {STEP_FORMS}")
+    elif isinstance(result, Mapping):
+        if "state" in result:
+            next_state = result["state"]
+        elif "next_state" in result:
+            next_state = result["next_state"]
+        else:
+            next_state = state
+        obs = _observation_from_mapping(result, next_state)
+        reward = result.get("reward")
+        terminated = result.get("terminated")
+        if terminated is None:
+            terminated = result.get("done")
+        truncated = result.get("truncated", False)
+        info = result.get("info")
+    else:
+        next_state = obs = result
+    if reward is None:
+        reward = 0.0 if reward_fn is None else reward_fn(next_state, obs, action)
+    if terminated is None:
+        terminated = False if terminal_fn is None else terminal_fn(next_state, obs, action)
+    reward = as_reward(reward)
+    terminated = as_flag(terminated, "terminated")
+    truncated = False if truncated is None else as_flag(truncated, "truncated")
+    info = _info_dict(info)
+    if info_model_state and "model_state" not in info:
+        info["model_state"] = next_state
+    if "elapsed_steps" not in info:
+        info["elapsed_steps"] = elapsed_steps
+    obs = conform_observation(obs, obs_spec)
+    return next_state, obs, reward, terminated, truncated, info
+
+
+def normalize_reset(result, obs_spec, default_state, default_obs):
+    """Parses a reset result into ``(state, obs, info)``.
+
+    A state the result does not carry is ``default_state``, or the raw
+    observation when that is ``None``; an observation it does not carry is
+    ``default_obs``. ``obs`` is ``None`` when none is known (the caller samples).
+    """
+    state = default_state
+    info = None
+    if isinstance(result, tuple):
+        n = len(result)
+        if n == 2:
+            first, second = result
+            if isinstance(second, Mapping) and matches_structure(first, obs_spec):
+                obs, info = first, second
+            else:
+                state, obs = first, second
+        elif n == 3:
+            state, obs, info = result
+        elif n == 0:
+            raise ValueError("a reset returned an empty tuple; expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping")
+        else:
+            obs = result[0]
+    elif isinstance(result, Mapping):
+        if "state" in result:
+            state = result["state"]
+        obs = _observation_from_mapping(result, default_obs)
+        info = result.get("info")
+    else:
+        obs = result
+    if state is None:
+        state = obs
+    info = _info_dict(info)
+    return state, conform_observation(obs, obs_spec), info
+
+
+def _action_error(size, space_repr, shape):
+    return ValueError(
+        f"action must hold {size} element{'' if size == 1 else 's'} for {space_repr}, "
+        f"got shape {format_shape(shape)}"
+    )
+
+
+def _check_discrete(value, low, n, space_repr):
+    if value < low or value >= low + n:
+        raise ValueError(f"action {value} is outside {space_repr} (valid: {low} to {low + n - 1})")
+
+
+def convert_action(action, spec):
+    """Turns a policy's action into what the model receives.
+
+    Checks the element count and the ``Discrete`` range, reshapes to the
+    space's shape, casts to the space's dtype and, when the spec says so,
+    hands it over as a torch tensor on the spec's device (sharing memory with
+    a NumPy input where the dtype allows).
+    """
+    if spec is None:
+        return action
+    shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch = spec
+    if _Tensor is not None and isinstance(action, _Tensor):
+        tensor = action.detach()
+        if tensor.numel() != size:
+            raise _action_error(size, space_repr, tensor.shape)
+        if n >= 0:
+            _check_discrete(int(tensor.item()), low, n, space_repr)
+        if not to_torch:
+            return action
+        if tensor.shape != shape:
+            tensor = tensor.reshape(shape)
+        return tensor.to(device=device, dtype=torch_dtype)
+    arr = _asarray(action, dtype=dtype)
+    if arr.size != size:
+        raise _action_error(size, space_repr, arr.shape)
+    if n >= 0:
+        _check_discrete(int(arr.item()), low, n, space_repr)
+    if not to_torch:
+        return action
+    if arr.shape != shape:
+        arr = arr.reshape(shape)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    try:
+        tensor = _from_numpy(arr)
+    except ValueError:  # negative strides: torch cannot view them
+        tensor = _from_numpy(arr.copy())
+    if device is not None:
+        tensor = tensor.to(device)
+    return tensor

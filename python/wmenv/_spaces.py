@@ -1,0 +1,54 @@
+"""Precompiles Gymnasium spaces into the plain tuples the core functions take.
+
+Done once per env, so that no step looks at a space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+_ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+def observation_spec(space: spaces.Space):
+    """``(0, shape, dtype)``, ``(1, keys, subspecs)``, ``(2, subspecs)`` or
+    ``None`` for spaces whose observations are only converted to NumPy."""
+    if isinstance(space, _ARRAY_SPACES):
+        return (0, tuple(int(d) for d in space.shape), np.dtype(space.dtype))
+    if isinstance(space, spaces.Dict):
+        keys = tuple(space.spaces.keys())
+        return (1, keys, tuple(observation_spec(space.spaces[k]) for k in keys))
+    if isinstance(space, spaces.Tuple):
+        return (2, tuple(observation_spec(s) for s in space.spaces))
+    return None
+
+
+def action_spec(space: spaces.Space, torch_module, device, torch_actions: bool):
+    """The action spec for :func:`wmenv._core_py.convert_action`.
+
+    ``Box`` actions take the space's dtype; ``Discrete``, ``MultiDiscrete``
+    and ``MultiBinary`` actions take ``int64``. Other spaces pass through.
+    """
+    if not isinstance(space, _ARRAY_SPACES):
+        return None
+    if isinstance(space, spaces.Box):
+        dtype = np.dtype(space.dtype)
+    else:
+        dtype = np.dtype(np.int64)
+    shape = tuple(int(d) for d in space.shape)
+    size = int(np.prod(shape, dtype=np.int64))
+    low, n = 0, -1
+    if isinstance(space, spaces.Discrete):
+        low, n = int(space.start), int(space.n)
+    to_torch = bool(torch_actions and torch_module is not None)
+    torch_dtype = None
+    if to_torch:
+        torch_dtype = getattr(torch_module, dtype.name, None)
+        if device is not None:
+            device = torch_module.device(device)
+            if device.type == "cpu":
+                device = None
+    else:
+        device = None
+    return (shape, size, dtype, low, n, repr(space), torch_dtype, device, to_torch)

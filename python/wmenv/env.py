@@ -1,0 +1,300 @@
+"""WorldModelEnv: a world model as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from . import _backend, _spaces, adapters
+
+__all__ = ["WorldModelEnv", "make_world_model_env"]
+
+_torch = _backend.torch
+if _torch is not None:
+    _is_grad_enabled = _torch.is_grad_enabled
+    _set_grad_enabled = _torch._C._set_grad_enabled
+else:  # pragma: no cover - exercised where torch is absent
+    _is_grad_enabled = None
+    _set_grad_enabled = None
+
+_RENDER_KEYS = ("image", "pixels", "rgb")
+_NOT_RESET = object()
+
+
+def _check_space(space, name):
+    if not isinstance(space, gym.spaces.Space):
+        raise TypeError(f"{name} must be a gymnasium.spaces.Space, got {type(space).__name__}")
+
+
+def _check_max_episode_steps(value):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"max_episode_steps must be None or a positive int, got {value!r}")
+
+
+def _grad_off(enabled: bool):
+    """Turns autograd off when asked and on; returns whether to turn it back on."""
+    if enabled and _is_grad_enabled is not None and _is_grad_enabled():
+        _set_grad_enabled(False)
+        return True
+    return False
+
+
+class WorldModelEnv(gym.Env):
+    """A trained world model as a single Gymnasium environment.
+
+    The model predicts the next state, observation, reward and termination;
+    adapters (``reset_fn``, ``transition_fn``, ``reward_fn``, ...) fill in what
+    it does not. See ``SPEC.md`` for the full contract.
+
+    Args:
+        world_model: the model; its ``reset``/``step``-like methods are found
+            by name, or it is called directly.
+        observation_space: the space observations are conformed to.
+        action_space: the space actions are converted for.
+        initial_observation: observation of the default reset.
+        initial_state: state of the default reset and of reset results
+            without one.
+        reset_fn: ``(world_model, seed, options)`` → a reset result.
+        transition_fn: ``(world_model, state, action)`` → a step result.
+        reward_fn: ``(world_model, next_state, observation, action)`` → reward,
+            used when the step result carries none.
+        terminal_fn: like ``reward_fn``, for termination.
+        render_fn: ``(world_model, state, last_observation)`` → a frame.
+        action_transform_fn: ``(world_model, action)`` → what the model gets.
+        max_episode_steps: truncate after this many steps.
+        render_mode: ``None`` or ``"rgb_array"``.
+        device: torch device actions are placed on.
+        torch_actions: hand actions to the model as torch tensors.
+        seed: seeds the spaces and the env's generator.
+        info_model_state: put the next state in ``info["model_state"]``.
+        grad: run the model with autograd on (for differentiable rollouts).
+        backend: ``"native"`` or ``"python"``; default ``wmenv.backend()``.
+
+    Example:
+        >>> import numpy as np, gymnasium as gym
+        >>> from wmenv import WorldModelEnv
+        >>> def step(state, action):
+        ...     nxt = state + action
+        ...     return nxt, nxt, float(-abs(nxt).sum())
+        >>> env = WorldModelEnv(
+        ...     None, gym.spaces.Box(-10, 10, (2,)), gym.spaces.Box(-1, 1, (2,)),
+        ...     initial_state=np.zeros(2, np.float32),
+        ...     initial_observation=np.zeros(2, np.float32),
+        ...     transition_fn=lambda m, s, a: step(s, a), torch_actions=False)
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(np.ones(2, np.float32))
+        >>> reward
+        -2.0
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        world_model: Any,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        *,
+        initial_observation: Any = None,
+        initial_state: Any = None,
+        reset_fn: Optional[Callable] = None,
+        transition_fn: Optional[Callable] = None,
+        reward_fn: Optional[Callable] = None,
+        terminal_fn: Optional[Callable] = None,
+        render_fn: Optional[Callable] = None,
+        action_transform_fn: Optional[Callable] = None,
+        max_episode_steps: Optional[int] = None,
+        render_mode: Optional[str] = None,
+        device: Any = None,
+        torch_actions: bool = True,
+        seed: Optional[int] = None,
+        info_model_state: bool = True,
+        grad: bool = False,
+        backend: Optional[str] = None,
+    ):
+        _check_space(observation_space, "observation_space")
+        _check_space(action_space, "action_space")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        _check_max_episode_steps(max_episode_steps)
+        self.world_model = world_model
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.initial_observation = initial_observation
+        self.initial_state = initial_state
+        self.reset_fn = reset_fn
+        self.transition_fn = transition_fn
+        self.reward_fn = reward_fn
+        self.terminal_fn = terminal_fn
+        self.render_fn = render_fn
+        self.action_transform_fn = action_transform_fn
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        self.render_mode = render_mode
+        self.device = device
+        self.torch_actions = bool(torch_actions)
+        self.info_model_state = bool(info_model_state)
+        self.grad = bool(grad)
+        self.backend = _backend.DEFAULT if backend is None else backend
+        self._state = None
+        self._obs = _NOT_RESET
+        self._elapsed = 0
+        self._closed = False
+        self._compile()
+        if seed is not None:
+            self._seed(seed)
+
+    def _compile(self):
+        """Inspects adapters and precompiles spaces: everything a step must
+        not redo. Also run after unpickling."""
+        core = _backend.load(self.backend)
+        wm = self.world_model
+        self._convert_action = core.convert_action
+        self._normalize_step = core.normalize_step
+        self._normalize_reset = core.normalize_reset
+        self._to_numpy = core.conform_observation
+        self._obs_spec = _spaces.observation_spec(self.observation_space)
+        self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
+        self._transition = adapters.transition_caller(wm, self.transition_fn)
+        self._reset_call = adapters.reset_caller(wm, self.reset_fn)
+        self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3)
+        self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3)
+        self._render = None if self.render_fn is None else adapters.bind_leading(self.render_fn, (wm,), 2)
+        self._transform = (
+            None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1)
+        )
+        self._no_grad = not self.grad
+
+    _COMPILED = (
+        "_convert_action", "_normalize_step", "_normalize_reset", "_to_numpy", "_obs_spec",
+        "_action_spec", "_transition", "_reset_call", "_reward", "_terminal", "_render", "_transform",
+    )
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in self._COMPILED:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._compile()
+
+    def _seed(self, seed):
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        self.observation_space.seed(seed)
+        self.action_space.seed(None if seed is None else seed + 1)
+
+    @property
+    def state(self):
+        """The current model state."""
+        return self._state
+
+    @property
+    def elapsed_steps(self) -> int:
+        """Steps taken since the last reset."""
+        return self._elapsed
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed(seed)
+        if options is None:
+            options = {}
+        restore = _grad_off(self._no_grad)
+        try:
+            if self._reset_call is None:
+                result = (self.initial_state, self.initial_observation, None)
+            else:
+                result = self._reset_call(seed, options)
+            state, obs, info = self._normalize_reset(
+                result, self._obs_spec, self.initial_state, self.initial_observation
+            )
+        finally:
+            if restore:
+                _set_grad_enabled(True)
+        if obs is None:
+            obs = self.observation_space.sample()
+            if state is None:
+                state = obs
+        self._state = state
+        self._obs = obs
+        self._elapsed = 0
+        return obs, info
+
+    def step(self, action):
+        if self._obs is _NOT_RESET:
+            raise RuntimeError("Call reset() before step().")
+        elapsed = self._elapsed + 1
+        restore = _grad_off(self._no_grad)
+        try:
+            if self._transform is None:
+                model_action = self._convert_action(action, self._action_spec)
+            else:
+                model_action = self._transform(action)
+            state, obs, reward, terminated, truncated, info = self._normalize_step(
+                self._transition(self._state, model_action),
+                self._state,
+                model_action,
+                self._obs_spec,
+                self._reward,
+                self._terminal,
+                elapsed,
+                self.info_model_state,
+            )
+        finally:
+            if restore:
+                _set_grad_enabled(True)
+        if obs is None:
+            obs = self.observation_space.sample()
+        if self.max_episode_steps is not None and elapsed >= self.max_episode_steps:
+            truncated = True
+        self._state = state
+        self._obs = obs
+        self._elapsed = elapsed
+        return obs, reward, terminated, truncated, info
+
+    def render(self):
+        if self._render is not None:
+            restore = _grad_off(self._no_grad)
+            try:
+                frame = self._render(self._state, None if self._obs is _NOT_RESET else self._obs)
+            finally:
+                if restore:
+                    _set_grad_enabled(True)
+            return self._to_numpy(frame, None)
+        if self._obs is _NOT_RESET:
+            return None
+        obs = self._obs
+        if isinstance(obs, dict):
+            for key in _RENDER_KEYS:
+                if key in obs:
+                    return self._to_numpy(obs[key], None)
+        return self._to_numpy(obs, None)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.world_model, "close", None)
+        if callable(close):
+            close()
+
+
+def make_world_model_env(world_model, **kwargs) -> WorldModelEnv:
+    """Builds a :class:`WorldModelEnv`; ``kwargs`` are its constructor's.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> from wmenv import make_world_model_env
+        >>> env = make_world_model_env(lambda s, a: s, observation_space=gym.spaces.Box(0, 1, (1,)),
+        ...                            action_space=gym.spaces.Discrete(2), torch_actions=False)
+        >>> isinstance(env, gym.Env)
+        True
+    """
+    return WorldModelEnv(world_model, **kwargs)

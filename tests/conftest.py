@@ -1,0 +1,48 @@
+"""Fixtures shared by the suite: every behavioural test runs once per backend."""
+
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from wmenv import WorldModelEnv, _backend
+
+
+def _require_native() -> bool:
+    return os.environ.get("WMENV_REQUIRE_NATIVE", "") not in ("", "0")
+
+
+@pytest.fixture(params=list(_backend.BACKENDS))
+def backend(request):
+    """The backend name; native is skipped when it is not built, unless
+    WMENV_REQUIRE_NATIVE is set (CI), where its absence fails the test."""
+    name = request.param
+    try:
+        _backend.load(name)
+    except ImportError as exc:
+        if _require_native():
+            pytest.fail(f"WMENV_REQUIRE_NATIVE is set but the {name} backend does not load: {exc}")
+        pytest.skip(f"{name} backend not built")
+    return name
+
+
+@pytest.fixture
+def core(backend):
+    """The core module of the backend under test."""
+    return _backend.load(backend)
+
+
+@pytest.fixture
+def make_env(backend):
+    """WorldModelEnv with this test's backend."""
+
+    def make(world_model, observation_space, action_space, **kwargs):
+        kwargs.setdefault("backend", backend)
+        return WorldModelEnv(world_model, observation_space, action_space, **kwargs)
+
+    return make
+
+
+BOX2 = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
+ACT1 = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
