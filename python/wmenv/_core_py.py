@@ -42,7 +42,7 @@ __all__ = [
 
 OBSERVATION_KEYS = ("observation", "obs", "image", "pixels", "next_observation", "next_obs")
 
-STEP_FORMS = (
+_STEP_FORMS = (
     "a mapping, (next_state, obs, reward, terminated, truncated, info), "
     "(obs, reward, terminated, truncated, info), (obs, reward, done, info), "
     "(next_state, obs, reward), (next_state, obs), (next_state,) or a bare next state"
@@ -66,7 +66,7 @@ def set_torch(module) -> None:
         _from_numpy = module.from_numpy
 
 
-def format_shape(shape) -> str:
+def _format_shape(shape) -> str:
     return str(tuple(int(d) for d in shape))
 
 
@@ -117,7 +117,7 @@ def conform_observation(obs, spec, path: str = "observation"):
         arr = to_numpy(obs)
         if arr.shape != spec[1]:
             raise ValueError(
-                f"{path} must have shape {format_shape(spec[1])}, got {format_shape(arr.shape)}"
+                f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
             )
         if arr.dtype != spec[2]:
             arr = arr.astype(spec[2])
@@ -181,7 +181,7 @@ def _one_element(x, name):
     if _Tensor is not None and isinstance(x, _Tensor):
         if x.numel() != 1:
             raise ValueError(
-                f"{name} must hold one element, got shape {format_shape(x.shape)}; "
+                f"{name} must hold one element, got shape {_format_shape(x.shape)}; "
                 "use WorldModelVectorEnv for batches"
             )
         return x.item()
@@ -189,7 +189,7 @@ def _one_element(x, name):
         x = _asarray(x)
     if x.size != 1:
         raise ValueError(
-            f"{name} must hold one element, got shape {format_shape(x.shape)}; "
+            f"{name} must hold one element, got shape {_format_shape(x.shape)}; "
             "use WorldModelVectorEnv for batches"
         )
     return x.item()
@@ -255,7 +255,7 @@ def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elap
         elif n == 1:
             next_state = obs = result[0]
         else:
-            raise ValueError(f"a transition returned a tuple of {n} items; accepted forms are {STEP_FORMS}")
+            raise ValueError(f"a transition returned a tuple of {n} items; accepted forms are {_STEP_FORMS}")
     elif isinstance(result, Mapping):
         if "state" in result:
             next_state = result["state"]
@@ -327,7 +327,7 @@ def normalize_reset(result, obs_spec, default_state, default_obs):
 def _action_error(size, space_repr, shape):
     return ValueError(
         f"action must hold {size} element{'' if size == 1 else 's'} for {space_repr}, "
-        f"got shape {format_shape(shape)}"
+        f"got shape {_format_shape(shape)}"
     )
 
 

@@ -1,0 +1,116 @@
+#include "actions.h"
+
+#include <string>
+
+namespace wmenv {
+namespace {
+
+struct ActionSpec {
+    PyObject* shape;
+    Py_ssize_t size;
+    PyObject* dtype;
+    long long low;
+    long long n;
+    PyObject* space_repr;
+    PyObject* torch_dtype;
+    PyObject* device;
+    bool to_torch;
+};
+
+ActionSpec unpack(py::handle spec) {
+    PyObject* s = spec.ptr();
+    if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) != 9) throw py::type_error("action spec must be a 9-tuple or None");
+    ActionSpec out;
+    out.shape = PyTuple_GET_ITEM(s, 0);
+    out.size = PyLong_AsSsize_t(PyTuple_GET_ITEM(s, 1));
+    out.dtype = PyTuple_GET_ITEM(s, 2);
+    out.low = PyLong_AsLongLong(PyTuple_GET_ITEM(s, 3));
+    out.n = PyLong_AsLongLong(PyTuple_GET_ITEM(s, 4));
+    if (PyErr_Occurred()) throw py::error_already_set();
+    out.space_repr = PyTuple_GET_ITEM(s, 5);
+    out.torch_dtype = PyTuple_GET_ITEM(s, 6);
+    out.device = PyTuple_GET_ITEM(s, 7);
+    out.to_torch = truthy(PyTuple_GET_ITEM(s, 8));
+    return out;
+}
+
+[[noreturn]] void wrong_count(const ActionSpec& spec, py::handle shape) {
+    throw py::value_error("action must hold " + std::to_string(spec.size) + " element" + (spec.size == 1 ? "" : "s") +
+                          " for " + std::string(py::str(spec.space_repr)) + ", got shape " + format_shape(shape));
+}
+
+// int(x.item()) checked against a Discrete space's range.
+void check_discrete(const ActionSpec& spec, py::handle x) {
+    py::object value = steal(PyNumber_Long(call_method(x, refs().s_item).ptr()));
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (overflow != 0 || v < spec.low || v >= spec.low + spec.n) {
+        throw py::value_error("action " + std::string(py::str(value)) + " is outside " +
+                              std::string(py::str(spec.space_repr)) + " (valid: " + std::to_string(spec.low) +
+                              " to " + std::to_string(spec.low + spec.n - 1) + ")");
+    }
+}
+
+bool same_shape(py::handle shape, PyObject* expected) {
+    int equal = PyObject_RichCompareBool(shape.ptr(), expected, Py_EQ);
+    if (equal < 0) throw py::error_already_set();
+    return equal == 1;
+}
+
+py::object tensor_action(py::handle action, const ActionSpec& spec) {
+    Refs& r = refs();
+    py::object tensor = call_method(action, r.s_detach);
+    long long numel = PyLong_AsLongLong(call_method(tensor, r.s_numel).ptr());
+    if (numel == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (numel != spec.size) wrong_count(spec, getattr(tensor, r.s_shape));
+    if (spec.n >= 0) check_discrete(spec, tensor);
+    if (!spec.to_torch) return borrow(action);
+    // torch.Size is a tuple: equal to the spec's shape tuple when it matches.
+    if (!same_shape(getattr(tensor, r.s_shape), spec.shape)) tensor = call_method(tensor, r.s_reshape, spec.shape);
+    py::dict kwargs;
+    kwargs["device"] = py::handle(spec.device);
+    kwargs["dtype"] = py::handle(spec.torch_dtype);
+    py::object to = getattr(tensor, r.s_to);
+    return steal(PyObject_Call(to.ptr(), py::tuple(0).ptr(), kwargs.ptr()));
+}
+
+}  // namespace
+
+py::object convert_action(py::handle action, py::handle spec_obj) {
+    if (spec_obj.is_none()) return borrow(action);
+    Refs& r = refs();
+    const ActionSpec spec = unpack(spec_obj);
+    if (is_tensor(action)) return tensor_action(action, spec);
+    py::object array;
+    PyObject* p = action.ptr();
+    if (Py_TYPE(p) == r.ndarray && reinterpret_cast<PyObject*>(py::detail::array_proxy(p)->descr) == spec.dtype) {
+        array = borrow(action);  // np.asarray would hand back the same object
+    } else {
+        // np.asarray(action, dtype=dtype)
+        static PyObject* kwnames = py::make_tuple("dtype").release().ptr();
+        PyObject* call_args[] = {p, spec.dtype};
+        array = steal(PyObject_Vectorcall(r.asarray, call_args, 1, kwnames));
+    }
+    auto* proxy = py::detail::array_proxy(array.ptr());
+    Py_ssize_t size = 1;
+    for (int i = 0; i < proxy->nd; ++i) size *= proxy->dimensions[i];
+    if (size != spec.size) wrong_count(spec, getattr(array, r.s_shape));
+    if (spec.n >= 0) check_discrete(spec, array);
+    if (!spec.to_torch) return borrow(action);
+    if (!same_shape(getattr(array, r.s_shape), spec.shape)) array = call_method(array, r.s_reshape, spec.shape);
+    proxy = py::detail::array_proxy(array.ptr());
+    if ((proxy->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) == 0) array = call_method(array, r.s_copy);
+    PyObject* tensor = PyObject_CallOneArg(r.from_numpy, array.ptr());
+    if (tensor == nullptr) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) throw py::error_already_set();
+        PyErr_Clear();  // negative strides: torch cannot view them
+        py::object copy = call_method(array, r.s_copy);
+        tensor = PyObject_CallOneArg(r.from_numpy, copy.ptr());
+    }
+    py::object result = steal(tensor);
+    if (spec.device != Py_None) result = call_method(result, r.s_to, spec.device);
+    return result;
+}
+
+}  // namespace wmenv

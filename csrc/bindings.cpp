@@ -1,0 +1,48 @@
+// wmenv._core: the compiled twin of wmenv._core_py. Same names, signatures,
+// results, error types and messages; the docstrings are the twin's.
+#include "actions.h"
+#include "arrays.h"
+#include "common.h"
+#include "observations.h"
+#include "results.h"
+#include "scalars.h"
+
+namespace {
+
+const char* kModuleDoc = "Compiled per-step work of wmenv; twin of wmenv._core_py.";
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    using namespace wmenv;
+    m.doc() = kModuleDoc;
+    init_refs();
+
+    m.def("set_torch", &wmenv::set_torch, py::arg("module"),
+          "Registers the torch module (or None) whose tensors get fast paths.");
+    m.def("to_numpy", &to_numpy, py::arg("x"),
+          "One leaf as a NumPy array; CPU tensors and DLPack/array-interface objects share their memory "
+          "with the result.");
+    m.def(
+        "conform_observation",
+        [](py::handle obs, py::handle spec, const std::string& path) { return conform_observation(obs, spec, path); },
+        py::arg("obs"), py::arg("spec"), py::arg("path") = "observation",
+        "Converts obs to NumPy and makes it fit spec.");
+    m.def("matches_structure", &matches_structure, py::arg("x"), py::arg("spec"),
+          "True when x has the structure and shape of spec (dtype and bounds are not looked at).");
+    m.def("as_reward", &as_reward, py::arg("x"), "A one-element reward as a Python float, at full precision.");
+    m.def("as_flag", &as_flag, py::arg("x"), py::arg("name"),
+          "A one-element termination or truncation flag as a Python bool.");
+    m.def("normalize_step", &normalize_step, py::arg("result"), py::arg("state"), py::arg("action"),
+          py::arg("obs_spec"), py::arg("reward_fn"), py::arg("terminal_fn"), py::arg("elapsed_steps"),
+          py::arg("info_model_state"),
+          "Parses one transition result into (next_state, obs, reward, terminated, truncated, info).");
+    m.def("normalize_reset", &normalize_reset, py::arg("result"), py::arg("obs_spec"), py::arg("default_state"),
+          py::arg("default_obs"), "Parses a reset result into (state, obs, info).");
+    m.def("convert_action", &convert_action, py::arg("action"), py::arg("spec"),
+          "Turns a policy's action into what the model receives.");
+    m.attr("OBSERVATION_KEYS") = py::reinterpret_borrow<py::object>(refs().observation_keys);
+    m.attr("__all__") = py::make_tuple("OBSERVATION_KEYS", "as_flag", "as_reward", "conform_observation",
+                                       "convert_action", "matches_structure", "normalize_reset", "normalize_step",
+                                       "set_torch", "to_numpy");
+}

@@ -1,0 +1,123 @@
+#include "common.h"
+
+namespace wmenv {
+
+Refs& refs() {
+    static Refs* instance = new Refs();
+    return *instance;
+}
+
+static PyObject* intern(const char* s) {
+    PyObject* p = PyUnicode_InternFromString(s);
+    if (p == nullptr) throw py::error_already_set();
+    return p;
+}
+
+static PyObject* attr_of(const char* module, const char* name) {
+    py::object m = py::module_::import(module);
+    return py::object(m.attr(name)).release().ptr();
+}
+
+void init_refs() {
+    Refs& r = refs();
+    r.ndarray = reinterpret_cast<PyTypeObject*>(attr_of("numpy", "ndarray"));
+    r.generic = reinterpret_cast<PyTypeObject*>(attr_of("numpy", "generic"));
+    r.asarray = attr_of("numpy", "asarray");
+    r.from_dlpack = attr_of("numpy", "from_dlpack");
+    r.np_shape = attr_of("numpy", "shape");
+    r.mapping_abc = attr_of("collections.abc", "Mapping");
+    r.s_requires_grad = intern("requires_grad");
+    r.s_detach = intern("detach");
+    r.s_is_cpu = intern("is_cpu");
+    r.s_cpu = intern("cpu");
+    r.s_numpy = intern("numpy");
+    r.s_numel = intern("numel");
+    r.s_item = intern("item");
+    r.s_shape = intern("shape");
+    r.s_size = intern("size");
+    r.s_dtype = intern("dtype");
+    r.s_astype = intern("astype");
+    r.s_reshape = intern("reshape");
+    r.s_copy = intern("copy");
+    r.s_to = intern("to");
+    r.s_device = intern("device");
+    r.s_get = intern("get");
+    r.s_items = intern("items");
+    r.s_dlpack = intern("__dlpack__");
+    r.s_dlpack_device = intern("__dlpack_device__");
+    r.s_state = intern("state");
+    r.s_next_state = intern("next_state");
+    r.s_reward = intern("reward");
+    r.s_terminated = intern("terminated");
+    r.s_done = intern("done");
+    r.s_truncated = intern("truncated");
+    r.s_info = intern("info");
+    r.s_model_state = intern("model_state");
+    r.s_elapsed_steps = intern("elapsed_steps");
+    const char* keys[] = {"observation", "obs", "image", "pixels", "next_observation", "next_obs"};
+    PyObject* tuple = PyTuple_New(6);
+    if (tuple == nullptr) throw py::error_already_set();
+    for (int i = 0; i < 6; ++i) PyTuple_SET_ITEM(tuple, i, intern(keys[i]));
+    r.observation_keys = tuple;
+}
+
+void set_torch(py::handle module) {
+    Refs& r = refs();
+    // The old references are kept alive on purpose: arrays made earlier may
+    // still point at objects reached through them.
+    if (module.is_none()) {
+        r.tensor = nullptr;
+        r.from_numpy = nullptr;
+        r.to_dlpack = nullptr;
+        return;
+    }
+    r.tensor = reinterpret_cast<PyTypeObject*>(py::object(module.attr("Tensor")).release().ptr());
+    r.from_numpy = py::object(module.attr("from_numpy")).release().ptr();
+    py::object dlpack = py::module_::import("torch.utils.dlpack");
+    r.to_dlpack = py::object(dlpack.attr("to_dlpack")).release().ptr();
+}
+
+bool is_mapping(py::handle x) {
+    if (PyDict_Check(x.ptr())) return true;
+    int result = PyObject_IsInstance(x.ptr(), refs().mapping_abc);
+    if (result < 0) throw py::error_already_set();
+    return result == 1;
+}
+
+bool truthy(py::handle x) {
+    int result = PyObject_IsTrue(x.ptr());
+    if (result < 0) throw py::error_already_set();
+    return result == 1;
+}
+
+py::object getattr(py::handle x, PyObject* name) { return steal(PyObject_GetAttr(x.ptr(), name)); }
+
+py::object call_method(py::handle x, PyObject* name) {
+    return steal(PyObject_CallMethodNoArgs(x.ptr(), name));
+}
+
+py::object call_method(py::handle x, PyObject* name, py::handle arg) {
+    return steal(PyObject_CallMethodOneArg(x.ptr(), name, arg.ptr()));
+}
+
+std::string format_shape(py::handle shape) {
+    py::object seq = steal(PySequence_Fast(shape.ptr(), "shape must be a sequence"));
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+    PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
+    std::string out = "(";
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        if (i > 0) out += ", ";
+        long long d = PyLong_AsLongLong(items[i]);
+        if (d == -1 && PyErr_Occurred()) throw py::error_already_set();
+        out += std::to_string(d);
+    }
+    if (n == 1) out += ",";
+    out += ")";
+    return out;
+}
+
+std::string type_name(py::handle x) {
+    return py::str(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(x.ptr()))).attr("__name__"));
+}
+
+}  // namespace wmenv

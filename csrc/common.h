@@ -1,0 +1,93 @@
+// Objects the core functions look up once (NumPy, collections.abc, torch when
+// registered) and small helpers shared by every concern.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+namespace py = pybind11;
+
+namespace wmenv {
+
+struct Refs {
+    // NumPy and the standard library: set at import.
+    PyTypeObject* ndarray = nullptr;
+    PyTypeObject* generic = nullptr;
+    PyObject* asarray = nullptr;
+    PyObject* from_dlpack = nullptr;
+    PyObject* np_shape = nullptr;
+    PyObject* mapping_abc = nullptr;
+    // torch: set by set_torch(); null when torch is absent.
+    PyTypeObject* tensor = nullptr;
+    PyObject* from_numpy = nullptr;
+    PyObject* to_dlpack = nullptr;
+    // Interned attribute and keyword names.
+    PyObject* s_requires_grad = nullptr;
+    PyObject* s_detach = nullptr;
+    PyObject* s_is_cpu = nullptr;
+    PyObject* s_cpu = nullptr;
+    PyObject* s_numpy = nullptr;
+    PyObject* s_numel = nullptr;
+    PyObject* s_item = nullptr;
+    PyObject* s_shape = nullptr;
+    PyObject* s_size = nullptr;
+    PyObject* s_dtype = nullptr;
+    PyObject* s_astype = nullptr;
+    PyObject* s_reshape = nullptr;
+    PyObject* s_copy = nullptr;
+    PyObject* s_to = nullptr;
+    PyObject* s_device = nullptr;
+    PyObject* s_get = nullptr;
+    PyObject* s_items = nullptr;
+    PyObject* s_dlpack = nullptr;
+    PyObject* s_dlpack_device = nullptr;
+    PyObject* s_state = nullptr;
+    PyObject* s_next_state = nullptr;
+    PyObject* s_reward = nullptr;
+    PyObject* s_terminated = nullptr;
+    PyObject* s_done = nullptr;
+    PyObject* s_truncated = nullptr;
+    PyObject* s_info = nullptr;
+    PyObject* s_model_state = nullptr;
+    PyObject* s_elapsed_steps = nullptr;
+    PyObject* observation_keys = nullptr;  // tuple of str, first present wins
+};
+
+// Process-wide; lives as long as the interpreter (never freed, so nothing is
+// released after the interpreter is gone).
+Refs& refs();
+void init_refs();
+void set_torch(py::handle module);
+
+// Ownership helpers over the C API.
+inline py::object steal(PyObject* p) {
+    if (p == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(p);
+}
+inline py::object borrow(py::handle h) { return py::reinterpret_borrow<py::object>(h); }
+
+inline bool is_ndarray(py::handle x) {
+    PyTypeObject* t = Py_TYPE(x.ptr());
+    return t == refs().ndarray || PyType_IsSubtype(t, refs().ndarray);
+}
+
+inline bool is_tensor(py::handle x) {
+    PyTypeObject* tensor = refs().tensor;
+    if (tensor == nullptr) return false;
+    PyTypeObject* t = Py_TYPE(x.ptr());
+    return t == tensor || PyType_IsSubtype(t, tensor);
+}
+
+bool is_mapping(py::handle x);
+bool truthy(py::handle x);
+py::object getattr(py::handle x, PyObject* name);
+py::object call_method(py::handle x, PyObject* name);
+py::object call_method(py::handle x, PyObject* name, py::handle arg);
+
+// Python's str(tuple(int(d) for d in shape)): "()", "(3,)", "(1, 2)".
+std::string format_shape(py::handle shape);
+std::string type_name(py::handle x);
+
+}  // namespace wmenv

@@ -1,0 +1,184 @@
+#include "results.h"
+
+#include <string>
+
+#include "observations.h"
+#include "scalars.h"
+
+namespace wmenv {
+namespace {
+
+const char* kStepForms =
+    "a mapping, (next_state, obs, reward, terminated, truncated, info), "
+    "(obs, reward, terminated, truncated, info), (obs, reward, done, info), "
+    "(next_state, obs, reward), (next_state, obs), (next_state,) or a bare next state";
+
+const std::string kObservationRoot = "observation";
+
+bool has_key(py::handle mapping, PyObject* key) {
+    int found = PySequence_Contains(mapping.ptr(), key);
+    if (found < 0) throw py::error_already_set();
+    return found == 1;
+}
+
+py::object item(py::handle mapping, PyObject* key) { return steal(PyObject_GetItem(mapping.ptr(), key)); }
+
+// mapping.get(key): None when absent.
+py::object get(py::handle mapping, PyObject* key) {
+    if (PyDict_CheckExact(mapping.ptr())) {
+        PyObject* value = PyDict_GetItemWithError(mapping.ptr(), key);
+        if (value == nullptr) {
+            if (PyErr_Occurred()) throw py::error_already_set();
+            return py::none();
+        }
+        return borrow(value);
+    }
+    return call_method(mapping, refs().s_get, key);
+}
+
+py::object observation_from_mapping(py::handle result, py::handle fallback) {
+    PyObject* keys = refs().observation_keys;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); ++i) {
+        PyObject* key = PyTuple_GET_ITEM(keys, i);
+        if (has_key(result, key)) return item(result, key);
+    }
+    return borrow(fallback);
+}
+
+py::object state_from_info(py::handle info, py::handle obs) {
+    if (is_mapping(info) && has_key(info, refs().s_model_state)) return item(info, refs().s_model_state);
+    return borrow(obs);
+}
+
+py::dict info_dict(py::handle info) {
+    if (info.is_none()) return py::dict();
+    if (!is_mapping(info)) throw py::type_error("info must be a mapping or None, got " + type_name(info));
+    if (PyDict_CheckExact(info.ptr())) return py::reinterpret_steal<py::dict>(steal(PyDict_Copy(info.ptr())).release());
+    py::dict out;
+    if (PyDict_Merge(out.ptr(), info.ptr(), 1) != 0) throw py::error_already_set();
+    return out;
+}
+
+py::object call3(py::handle fn, py::handle a, py::handle b, py::handle c) {
+    PyObject* args[] = {a.ptr(), b.ptr(), c.ptr()};
+    return steal(PyObject_Vectorcall(fn.ptr(), args, 3, nullptr));
+}
+
+}  // namespace
+
+py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
+                         py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
+                         bool info_model_state) {
+    Refs& r = refs();
+    py::object next_state, obs, reward = py::none(), terminated = py::none(), info = py::none();
+    py::object truncated = py::bool_(false);
+    PyObject* p = result.ptr();
+    if (PyTuple_Check(p)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(p);
+        auto at = [p](Py_ssize_t i) { return borrow(PyTuple_GET_ITEM(p, i)); };
+        if (n == 5) {
+            obs = at(0), reward = at(1), terminated = at(2), truncated = at(3), info = at(4);
+            next_state = state_from_info(info, obs);
+        } else if (n == 6) {
+            next_state = at(0), obs = at(1), reward = at(2), terminated = at(3), truncated = at(4), info = at(5);
+        } else if (n == 4) {
+            obs = at(0), reward = at(1), terminated = at(2), info = at(3);
+            next_state = state_from_info(info, obs);
+        } else if (n == 3) {
+            next_state = at(0), obs = at(1), reward = at(2);
+        } else if (n == 2) {
+            next_state = at(0), obs = at(1);
+        } else if (n == 1) {
+            next_state = at(0), obs = at(0);
+        } else {
+            throw py::value_error("a transition returned a tuple of " + std::to_string(n) +
+                                  " items; accepted forms are " + kStepForms);
+        }
+    } else if (is_mapping(result)) {
+        if (has_key(result, r.s_state)) {
+            next_state = item(result, r.s_state);
+        } else if (has_key(result, r.s_next_state)) {
+            next_state = item(result, r.s_next_state);
+        } else {
+            next_state = borrow(state);
+        }
+        obs = observation_from_mapping(result, next_state);
+        reward = get(result, r.s_reward);
+        terminated = get(result, r.s_terminated);
+        if (terminated.is_none()) terminated = get(result, r.s_done);
+        if (PyDict_CheckExact(p)) {
+            PyObject* value = PyDict_GetItemWithError(p, r.s_truncated);
+            if (value == nullptr && PyErr_Occurred()) throw py::error_already_set();
+            truncated = value == nullptr ? py::object(py::bool_(false)) : borrow(value);
+        } else {
+            truncated = steal(PyObject_CallMethodObjArgs(p, r.s_get, r.s_truncated, Py_False, nullptr));
+        }
+        info = get(result, r.s_info);
+    } else {
+        next_state = borrow(result);
+        obs = borrow(result);
+    }
+    if (reward.is_none()) {
+        reward = reward_fn.is_none() ? py::object(py::float_(0.0)) : call3(reward_fn, next_state, obs, action);
+    }
+    if (terminated.is_none()) {
+        terminated = terminal_fn.is_none() ? py::object(py::bool_(false)) : call3(terminal_fn, next_state, obs, action);
+    }
+    py::object reward_value = as_reward(reward);
+    py::object terminated_value = as_flag(terminated, "terminated");
+    py::object truncated_value = truncated.is_none() ? py::object(py::bool_(false)) : as_flag(truncated, "truncated");
+    py::dict info_value = info_dict(info);
+    if (info_model_state && PyDict_Contains(info_value.ptr(), r.s_model_state) == 0) {
+        PyDict_SetItem(info_value.ptr(), r.s_model_state, next_state.ptr());
+    }
+    if (PyDict_Contains(info_value.ptr(), r.s_elapsed_steps) == 0) {
+        PyDict_SetItem(info_value.ptr(), r.s_elapsed_steps, elapsed_steps.ptr());
+    }
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot);
+    PyObject* out = PyTuple_New(6);
+    if (out == nullptr) throw py::error_already_set();
+    PyTuple_SET_ITEM(out, 0, next_state.release().ptr());
+    PyTuple_SET_ITEM(out, 1, obs_value.release().ptr());
+    PyTuple_SET_ITEM(out, 2, reward_value.release().ptr());
+    PyTuple_SET_ITEM(out, 3, terminated_value.release().ptr());
+    PyTuple_SET_ITEM(out, 4, truncated_value.release().ptr());
+    PyTuple_SET_ITEM(out, 5, info_value.release().ptr());
+    return py::reinterpret_steal<py::tuple>(out);
+}
+
+py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs) {
+    Refs& r = refs();
+    py::object state = borrow(default_state), obs, info = py::none();
+    PyObject* p = result.ptr();
+    if (PyTuple_Check(p)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(p);
+        if (n == 2) {
+            py::handle first = PyTuple_GET_ITEM(p, 0), second = PyTuple_GET_ITEM(p, 1);
+            if (is_mapping(second) && matches_structure(first, obs_spec)) {
+                obs = borrow(first), info = borrow(second);
+            } else {
+                state = borrow(first), obs = borrow(second);
+            }
+        } else if (n == 3) {
+            state = borrow(PyTuple_GET_ITEM(p, 0)), obs = borrow(PyTuple_GET_ITEM(p, 1));
+            info = borrow(PyTuple_GET_ITEM(p, 2));
+        } else if (n == 0) {
+            throw py::value_error(
+                "a reset returned an empty tuple; expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping");
+        } else {
+            obs = borrow(PyTuple_GET_ITEM(p, 0));
+        }
+    } else if (is_mapping(result)) {
+        if (has_key(result, r.s_state)) state = item(result, r.s_state);
+        obs = observation_from_mapping(result, default_obs);
+        info = get(result, r.s_info);
+    } else {
+        obs = borrow(result);
+    }
+    if (state.is_none()) state = obs;
+    py::dict info_value = info_dict(info);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot);
+    return py::make_tuple(state, obs_value, info_value);
+}
+
+}  // namespace wmenv

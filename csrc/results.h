@@ -1,0 +1,14 @@
+// Step and reset results in every accepted form, parsed into fixed tuples.
+#pragma once
+
+#include "common.h"
+
+namespace wmenv {
+
+py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
+                         py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
+                         bool info_model_state);
+
+py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs);
+
+}  // namespace wmenv

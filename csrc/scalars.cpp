@@ -1,0 +1,48 @@
+#include "scalars.h"
+
+namespace wmenv {
+namespace {
+
+[[noreturn]] void not_one_element(const std::string& name, py::handle shape) {
+    throw py::value_error(name + " must hold one element, got shape " + format_shape(shape) +
+                          "; use WorldModelVectorEnv for batches");
+}
+
+// The single element of x as a Python scalar (x.item()), or an error naming
+// the shape when x holds another number of elements.
+py::object one_element(py::handle x, const std::string& name) {
+    Refs& r = refs();
+    if (x.is_none()) throw py::type_error(name + " must be a number or a one-element array, got None");
+    if (is_tensor(x)) {
+        py::object numel = call_method(x, r.s_numel);
+        long long n = PyLong_AsLongLong(numel.ptr());
+        if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (n != 1) not_one_element(name, getattr(x, r.s_shape));
+        return call_method(x, r.s_item);
+    }
+    py::object array = borrow(x);
+    if (!is_ndarray(x) && !PyObject_TypeCheck(x.ptr(), r.generic)) {
+        array = steal(PyObject_CallOneArg(r.asarray, x.ptr()));
+    }
+    py::object size = getattr(array, r.s_size);
+    long long n = PyLong_AsLongLong(size.ptr());
+    if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (n != 1) not_one_element(name, getattr(array, r.s_shape));
+    return call_method(array, r.s_item);
+}
+
+}  // namespace
+
+py::object as_reward(py::handle x) {
+    PyObject* p = x.ptr();
+    if (PyFloat_CheckExact(p)) return borrow(x);
+    if (PyLong_CheckExact(p) || PyBool_Check(p)) return steal(PyNumber_Float(p));
+    return steal(PyNumber_Float(one_element(x, "reward").ptr()));
+}
+
+py::object as_flag(py::handle x, const std::string& name) {
+    if (PyBool_Check(x.ptr())) return borrow(x);
+    return py::bool_(truthy(one_element(x, name)));
+}
+
+}  // namespace wmenv
