@@ -37,12 +37,17 @@ PYBIND11_MODULE(_core, m) {
           py::arg("obs_spec"), py::arg("reward_fn"), py::arg("terminal_fn"), py::arg("elapsed_steps"),
           py::arg("info_model_state"),
           "Parses one transition result into (next_state, obs, reward, terminated, truncated, info).");
+    m.def("as_batch", &as_batch, py::arg("x"), py::arg("num_envs"), py::arg("dtype"), py::arg("name"),
+          "A new (num_envs,) array of dtype holding one value per env.");
+    m.def("normalize_step_batch", &normalize_step_batch, py::arg("result"), py::arg("state"), py::arg("action"),
+          py::arg("obs_spec"), py::arg("reward_fn"), py::arg("terminal_fn"), py::arg("num_envs"),
+          "Parses a batched transition result into (next_state, obs, reward, terminated, truncated, info).");
     m.def("normalize_reset", &normalize_reset, py::arg("result"), py::arg("obs_spec"), py::arg("default_state"),
           py::arg("default_obs"), "Parses a reset result into (state, obs, info).");
     m.def("convert_action", &convert_action, py::arg("action"), py::arg("spec"),
           "Turns a policy's action into what the model receives.");
     m.attr("OBSERVATION_KEYS") = py::reinterpret_borrow<py::object>(refs().observation_keys);
-    m.attr("__all__") = py::make_tuple("OBSERVATION_KEYS", "as_flag", "as_reward", "conform_observation",
+    m.attr("__all__") = py::make_tuple("OBSERVATION_KEYS", "as_batch", "as_flag", "as_reward", "conform_observation",
                                        "convert_action", "matches_structure", "normalize_reset", "normalize_step",
-                                       "set_torch", "to_numpy");
+                                       "normalize_step_batch", "set_torch", "to_numpy");
 }

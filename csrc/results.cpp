@@ -1,5 +1,6 @@
 #include "results.h"
 
+#include <cstring>
 #include <string>
 
 #include "observations.h"
@@ -64,14 +65,17 @@ py::object call3(py::handle fn, py::handle a, py::handle b, py::handle c) {
     return steal(PyObject_Vectorcall(fn.ptr(), args, 3, nullptr));
 }
 
-}  // namespace
+// The raw parts of a step result; reward and terminated are None when it has none.
+struct RawStep {
+    py::object next_state, obs, reward = py::none(), terminated = py::none(), truncated = py::bool_(false),
+                                info = py::none();
+};
 
-py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
-                         py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
-                         bool info_model_state) {
+RawStep parse_step(py::handle result, py::handle state) {
     Refs& r = refs();
-    py::object next_state, obs, reward = py::none(), terminated = py::none(), info = py::none();
-    py::object truncated = py::bool_(false);
+    RawStep raw;
+    py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
+               &truncated = raw.truncated, &info = raw.info;
     PyObject* p = result.ptr();
     if (PyTuple_Check(p)) {
         Py_ssize_t n = PyTuple_GET_SIZE(p);
@@ -118,6 +122,18 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
         next_state = borrow(result);
         obs = borrow(result);
     }
+    return raw;
+}
+
+}  // namespace
+
+py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
+                         py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
+                         bool info_model_state) {
+    Refs& r = refs();
+    RawStep raw = parse_step(result, state);
+    py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
+               &truncated = raw.truncated, &info = raw.info;
     if (reward.is_none()) {
         reward = reward_fn.is_none() ? py::object(py::float_(0.0)) : call3(reward_fn, next_state, obs, action);
     }
@@ -144,6 +160,31 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
     PyTuple_SET_ITEM(out, 4, truncated_value.release().ptr());
     PyTuple_SET_ITEM(out, 5, info_value.release().ptr());
     return py::reinterpret_steal<py::tuple>(out);
+}
+
+py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
+                               py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs) {
+    static PyObject* float32 = py::dtype("float32").release().ptr();
+    static PyObject* boolean = py::dtype("bool").release().ptr();
+    RawStep raw = parse_step(result, state);
+    auto zeros = [num_envs](PyObject* dtype) {
+        py::array out(py::reinterpret_borrow<py::dtype>(dtype), {num_envs}, {});
+        std::memset(out.mutable_data(), 0, static_cast<size_t>(out.nbytes()));  // np.zeros, not np.empty
+        return py::object(std::move(out));
+    };
+    if (raw.reward.is_none()) {
+        raw.reward = reward_fn.is_none() ? zeros(float32) : call3(reward_fn, raw.next_state, raw.obs, action);
+    }
+    if (raw.terminated.is_none()) {
+        raw.terminated = terminal_fn.is_none() ? zeros(boolean) : call3(terminal_fn, raw.next_state, raw.obs, action);
+    }
+    if (raw.truncated.is_none() || raw.truncated.ptr() == Py_False) raw.truncated = zeros(boolean);
+    py::object reward = as_batch(raw.reward, num_envs, float32, "reward");
+    py::object terminated = as_batch(raw.terminated, num_envs, boolean, "terminated");
+    py::object truncated = as_batch(raw.truncated, num_envs, boolean, "truncated");
+    py::dict info = info_dict(raw.info);
+    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot);
+    return py::make_tuple(raw.next_state, obs, reward, terminated, truncated, info);
 }
 
 py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs) {

@@ -1,5 +1,7 @@
 #include "scalars.h"
 
+#include "arrays.h"
+
 namespace wmenv {
 namespace {
 
@@ -43,6 +45,21 @@ py::object as_reward(py::handle x) {
 py::object as_flag(py::handle x, const std::string& name) {
     if (PyBool_Check(x.ptr())) return borrow(x);
     return py::bool_(truthy(one_element(x, name)));
+}
+
+py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype, const std::string& name) {
+    Refs& r = refs();
+    const std::string count = std::to_string(num_envs);
+    if (x.is_none()) throw py::type_error(name + " must be an array of " + count + " values, got None");
+    py::object array = to_numpy(x);
+    Py_ssize_t size = PyLong_AsSsize_t(getattr(array, r.s_size).ptr());
+    if (size == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (size != num_envs) {
+        throw py::value_error(name + " must hold " + count + " values, one per env (shape (" + count +
+                              ",)), got shape " + format_shape(getattr(array, r.s_shape)));
+    }
+    py::object flat = call_method(array, r.s_reshape, py::int_(num_envs));
+    return call_method(flat, r.s_astype, dtype);
 }
 
 }  // namespace wmenv

@@ -8,4 +8,7 @@ namespace wmenv {
 py::object as_reward(py::handle x);
 py::object as_flag(py::handle x, const std::string& name);
 
+// A new (num_envs,) array of dtype holding one value per env.
+py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype, const std::string& name);
+
 }  // namespace wmenv

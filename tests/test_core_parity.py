@@ -374,3 +374,49 @@ def test_set_torch_none_disables_tensor_paths(cores):
         finally:
             core.set_torch(torch)
         assert isinstance(core.convert_action([1, 2], action_spec(gym.spaces.Box(-1, 1, (2,)))), torch.Tensor)
+
+
+BATCH_OBS = _spaces.observation_spec(gym.vector.utils.batch_space(gym.spaces.Box(-1, 1, (2,), np.float32), 3))
+BATCH_RESULTS = [
+    {"state": "s", "observation": torch.zeros(3, 2), "reward": torch.ones(3, dtype=torch.float64),
+     "terminated": torch.tensor([True, False, True])},
+    {"state": "s", "observation": torch.zeros(3, 2)},
+    ("s", np.zeros((3, 2)), [1, 2, 3], np.array([[0], [1], [0]]), None, None),
+    ("s", np.zeros((3, 2)), np.ones(3), np.zeros(3), np.ones(3), {"k": np.arange(3)}),
+    ("s", np.zeros((3, 2)), np.ones(2)),
+    ("s", np.zeros((3, 2)), None, np.zeros(4), False, None),
+    ("s", np.zeros((2, 2)), np.ones(3)),
+    ("s", torch.zeros(3, 2)),
+    (np.zeros((3, 2)), 1.0, False, False, None),
+]
+
+
+@pytest.mark.parametrize("result", BATCH_RESULTS, ids=lambda r: type(r).__name__ + str(len(r)))
+@pytest.mark.parametrize("with_fns", [False, True])
+def test_normalize_step_batch(cores, result, with_fns):
+    reward_fn = (lambda s, o, a: torch.full((3, 1), 0.5)) if with_fns else None
+    terminal_fn = (lambda s, o, a: [1, 0, 1]) if with_fns else None
+    assert_twins(cores, "normalize_step_batch", result, "old", "act", BATCH_OBS, reward_fn, terminal_fn, 3)
+
+
+def test_normalize_step_batch_defaults_are_zeros(cores):
+    for core in cores:
+        for _ in range(20):  # fresh arrays each time: never uninitialised memory
+            _, _, reward, terminated, truncated, _ = core.normalize_step_batch(
+                ("s", np.zeros((3, 2))), None, None, BATCH_OBS, None, None, 3)
+            assert reward.tolist() == [0.0] * 3 and not terminated.any() and not truncated.any()
+
+
+@pytest.mark.parametrize("value", [torch.arange(3), np.ones((3, 1)), [True, False, True], 1.0, None, np.zeros(4),
+                                   torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)], ids=repr)
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.bool_)])
+def test_as_batch(cores, value, dtype):
+    assert_twins(cores, "as_batch", value, 3, dtype, "reward")
+
+
+def test_as_batch_copies(cores):
+    for core in cores:
+        source = torch.zeros(3)
+        out = core.as_batch(source, 3, np.dtype(np.float32), "reward")
+        out[0] = 5
+        assert source[0] == 0

@@ -10,8 +10,9 @@ import gymnasium as _gym
 
 from ._backend import DEFAULT as _DEFAULT
 from .env import WorldModelEnv, make_world_model_env
+from .vector import WorldModelVectorEnv
 
-__all__ = ["WorldModelEnv", "make_world_model_env", "backend", "__version__"]
+__all__ = ["WorldModelEnv", "WorldModelVectorEnv", "make_world_model_env", "backend", "__version__"]
 __version__ = "0.1.0"
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "OBSERVATION_KEYS",
+    "as_batch",
     "as_flag",
     "as_reward",
     "conform_observation",
@@ -36,6 +37,7 @@ __all__ = [
     "matches_structure",
     "normalize_reset",
     "normalize_step",
+    "normalize_step_batch",
     "set_torch",
     "to_numpy",
 ]
@@ -52,6 +54,9 @@ _Tensor = None
 _from_numpy = None
 _NDArray = np.ndarray
 _asarray = np.asarray
+_zeros = np.zeros
+_FLOAT32 = np.dtype(np.float32)
+_BOOL = np.dtype(np.bool_)
 _DLPACK_CPU = 1
 
 
@@ -227,15 +232,9 @@ def _observation_from_mapping(result, default):
     return default
 
 
-def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elapsed_steps, info_model_state):
-    """Parses one transition result into
-    ``(next_state, obs, reward, terminated, truncated, info)``.
-
-    ``reward_fn`` and ``terminal_fn`` are ``None`` or callables taking
-    ``(next_state, raw_observation, action)``; they run only when the result
-    carries no reward or termination. ``info`` is a new dict holding
-    ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
-    """
+def _parse_step(result, state):
+    """The raw ``(next_state, obs, reward, terminated, truncated, info)`` of a
+    step result; ``reward``/``terminated`` are ``None`` when it has none."""
     reward = terminated = info = None
     truncated = False
     if isinstance(result, tuple):
@@ -272,6 +271,19 @@ def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elap
         info = result.get("info")
     else:
         next_state = obs = result
+    return next_state, obs, reward, terminated, truncated, info
+
+
+def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elapsed_steps, info_model_state):
+    """Parses one transition result into
+    ``(next_state, obs, reward, terminated, truncated, info)``.
+
+    ``reward_fn`` and ``terminal_fn`` are ``None`` or callables taking
+    ``(next_state, raw_observation, action)``; they run only when the result
+    carries no reward or termination. ``info`` is a new dict holding
+    ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
+    """
+    next_state, obs, reward, terminated, truncated, info = _parse_step(result, state)
     if reward is None:
         reward = 0.0 if reward_fn is None else reward_fn(next_state, obs, action)
     if terminated is None:
@@ -284,6 +296,39 @@ def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elap
         info["model_state"] = next_state
     if "elapsed_steps" not in info:
         info["elapsed_steps"] = elapsed_steps
+    obs = conform_observation(obs, obs_spec)
+    return next_state, obs, reward, terminated, truncated, info
+
+
+def as_batch(x, num_envs: int, dtype, name: str):
+    """A new ``(num_envs,)`` array of ``dtype`` holding one value per env."""
+    if x is None:
+        raise TypeError(f"{name} must be an array of {num_envs} values, got None")
+    arr = to_numpy(x)
+    if arr.size != num_envs:
+        raise ValueError(
+            f"{name} must hold {num_envs} values, one per env (shape ({num_envs},)), "
+            f"got shape {_format_shape(arr.shape)}"
+        )
+    return arr.reshape(num_envs).astype(dtype)
+
+
+def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn, num_envs):
+    """Parses a batched transition result into ``(next_state, obs, reward,
+    terminated, truncated, info)``: ``reward`` a new ``float32`` array and the
+    flags new ``bool`` arrays of shape ``(num_envs,)``, ``obs`` conformed to
+    the batched ``obs_spec``, ``info`` a new dict."""
+    next_state, obs, reward, terminated, truncated, info = _parse_step(result, state)
+    if reward is None:
+        reward = _zeros(num_envs, _FLOAT32) if reward_fn is None else reward_fn(next_state, obs, action)
+    if terminated is None:
+        terminated = _zeros(num_envs, _BOOL) if terminal_fn is None else terminal_fn(next_state, obs, action)
+    if truncated is None or truncated is False:
+        truncated = _zeros(num_envs, _BOOL)
+    reward = as_batch(reward, num_envs, _FLOAT32, "reward")
+    terminated = as_batch(terminated, num_envs, _BOOL, "terminated")
+    truncated = as_batch(truncated, num_envs, _BOOL, "truncated")
+    info = _info_dict(info)
     obs = conform_observation(obs, obs_spec)
     return next_state, obs, reward, terminated, truncated, info
 

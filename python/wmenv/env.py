@@ -43,7 +43,91 @@ def _grad_off(enabled: bool):
     return False
 
 
-class WorldModelEnv(gym.Env):
+class _AdapterHost:
+    """What WorldModelEnv and WorldModelVectorEnv share: the adapters,
+    compiled once (and again after unpickling), and the backend's functions."""
+
+    _COMPILED = (
+        "_convert_action", "_normalize_step", "_normalize_step_batch", "_normalize_reset", "_to_numpy",
+        "_obs_spec", "_action_spec", "_transition", "_reset_call", "_reward", "_terminal", "_render",
+        "_transform",
+    )
+
+    def _compile(self):
+        """Inspects adapters and precompiles spaces: everything a step must not redo."""
+        core = _backend.load(self.backend)
+        wm = self.world_model
+        self._convert_action = core.convert_action
+        self._normalize_step = core.normalize_step
+        self._normalize_step_batch = core.normalize_step_batch
+        self._normalize_reset = core.normalize_reset
+        self._to_numpy = core.conform_observation
+        self._compile_specs()
+        self._transition = adapters.transition_caller(wm, self.transition_fn)
+        self._reset_call = adapters.reset_caller(wm, self.reset_fn)
+        self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3)
+        self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3)
+        self._render = None if self.render_fn is None else adapters.bind_leading(self.render_fn, (wm,), 2)
+        self._transform = (
+            None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1)
+        )
+        self._no_grad = not self.grad
+
+    def _compile_specs(self):  # pragma: no cover - each env defines it
+        raise NotImplementedError
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in self._COMPILED:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._compile()
+
+    def _store_options(self, world_model, observation_space, action_space, options):
+        """Validates and keeps the constructor arguments both envs share."""
+        _check_space(observation_space, "observation_space")
+        _check_space(action_space, "action_space")
+        render_mode = options["render_mode"]
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        _check_max_episode_steps(options["max_episode_steps"])
+        self.world_model = world_model
+        for name in _SHARED_OPTIONS:
+            setattr(self, name, options[name])
+        if self.max_episode_steps is not None:
+            self.max_episode_steps = int(self.max_episode_steps)
+        self.torch_actions = bool(self.torch_actions)
+        self.info_model_state = bool(self.info_model_state)
+        self.grad = bool(self.grad)
+        self.backend = _backend.DEFAULT if self.backend is None else self.backend
+        self._closed = False
+
+    def _close_model(self):
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.world_model, "close", None)
+        if callable(close):
+            close()
+
+    def _grad_off(self) -> bool:
+        """Turns autograd off unless grad=True; returns whether to turn it back on."""
+        return _grad_off(self._no_grad)
+
+
+_SHARED_OPTIONS = (
+    "initial_observation", "initial_state", "reset_fn", "transition_fn", "reward_fn", "terminal_fn", "render_fn",
+    "action_transform_fn", "max_episode_steps", "render_mode", "device", "torch_actions", "info_model_state",
+    "grad", "backend",
+)
+
+
+class WorldModelEnv(_AdapterHost, gym.Env):
     """A trained world model as a single Gymnasium environment.
 
     The model predicts the next state, observation, reward and termination;
@@ -116,74 +200,19 @@ class WorldModelEnv(gym.Env):
         grad: bool = False,
         backend: Optional[str] = None,
     ):
-        _check_space(observation_space, "observation_space")
-        _check_space(action_space, "action_space")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
-        _check_max_episode_steps(max_episode_steps)
-        self.world_model = world_model
+        self._store_options(world_model, observation_space, action_space, locals())
         self.observation_space = observation_space
         self.action_space = action_space
-        self.initial_observation = initial_observation
-        self.initial_state = initial_state
-        self.reset_fn = reset_fn
-        self.transition_fn = transition_fn
-        self.reward_fn = reward_fn
-        self.terminal_fn = terminal_fn
-        self.render_fn = render_fn
-        self.action_transform_fn = action_transform_fn
-        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
-        self.render_mode = render_mode
-        self.device = device
-        self.torch_actions = bool(torch_actions)
-        self.info_model_state = bool(info_model_state)
-        self.grad = bool(grad)
-        self.backend = _backend.DEFAULT if backend is None else backend
         self._state = None
         self._obs = _NOT_RESET
         self._elapsed = 0
-        self._closed = False
         self._compile()
         if seed is not None:
             self._seed(seed)
 
-    def _compile(self):
-        """Inspects adapters and precompiles spaces: everything a step must
-        not redo. Also run after unpickling."""
-        core = _backend.load(self.backend)
-        wm = self.world_model
-        self._convert_action = core.convert_action
-        self._normalize_step = core.normalize_step
-        self._normalize_reset = core.normalize_reset
-        self._to_numpy = core.conform_observation
+    def _compile_specs(self):
         self._obs_spec = _spaces.observation_spec(self.observation_space)
         self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
-        self._transition = adapters.transition_caller(wm, self.transition_fn)
-        self._reset_call = adapters.reset_caller(wm, self.reset_fn)
-        self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3)
-        self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3)
-        self._render = None if self.render_fn is None else adapters.bind_leading(self.render_fn, (wm,), 2)
-        self._transform = (
-            None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1)
-        )
-        self._no_grad = not self.grad
-
-    _COMPILED = (
-        "_convert_action", "_normalize_step", "_normalize_reset", "_to_numpy", "_obs_spec",
-        "_action_spec", "_transition", "_reset_call", "_reward", "_terminal", "_render", "_transform",
-    )
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        for name in self._COMPILED:
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._compile()
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
@@ -278,12 +307,7 @@ class WorldModelEnv(gym.Env):
         return self._to_numpy(obs, None)
 
     def close(self):
-        if self._closed:
-            return
-        self._closed = True
-        close = getattr(self.world_model, "close", None)
-        if callable(close):
-            close()
+        self._close_model()
 
 
 def make_world_model_env(world_model, **kwargs) -> WorldModelEnv:

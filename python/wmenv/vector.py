@@ -1,0 +1,319 @@
+"""WorldModelVectorEnv: num_envs rollouts of a world model in one call per step."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from . import _backend, _spaces
+from .env import _AdapterHost, _set_grad_enabled
+
+__all__ = ["WorldModelVectorEnv", "merge_by_mask"]
+
+_torch = _backend.torch
+_RENDER_KEYS = ("image", "pixels", "rgb")
+
+
+def _check_num_envs(value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"num_envs must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _autoreset_mode(value):
+    try:
+        return AutoresetMode(value)
+    except ValueError:
+        allowed = ", ".join(f"AutoresetMode.{m.name}" for m in AutoresetMode)
+        raise ValueError(f"autoreset_mode must be one of {allowed}, got {value!r}") from None
+
+
+def _check_reset_mask(mask, num_envs):
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"options['reset_mask'] must be a numpy array, got {type(mask).__name__}")
+    if mask.shape != (num_envs,):
+        raise ValueError(f"options['reset_mask'] must have shape ({num_envs},), got {mask.shape}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"options['reset_mask'] must have dtype bool, got {mask.dtype}")
+    if not mask.any():
+        raise ValueError("options['reset_mask'] must hold at least one True value")
+
+
+def merge_by_mask(mask: np.ndarray, new, old):
+    """``new`` where ``mask`` is True and ``old`` elsewhere, leaf by leaf.
+
+    Leaves are NumPy arrays or torch tensors with a leading batch dimension,
+    inside dicts, tuples and lists. The result is new; neither input changes.
+
+    Example:
+        >>> import numpy as np
+        >>> merge_by_mask(np.array([True, False]), np.array([1, 2]), np.array([8, 9]))
+        array([1, 9])
+    """
+    if old is None or mask.all():
+        return new
+    if isinstance(new, dict):
+        return {k: merge_by_mask(mask, v, old[k]) if k in old else v for k, v in new.items()}
+    if isinstance(new, (tuple, list)):
+        return type(new)(merge_by_mask(mask, n, o) for n, o in zip(new, old))
+    if _torch is not None and isinstance(new, _torch.Tensor):
+        old_t = _torch.as_tensor(old, device=new.device, dtype=new.dtype)
+        _check_batch(mask, new.shape, old_t.shape)
+        where = _torch.from_numpy(mask).to(new.device).reshape((-1,) + (1,) * (new.dim() - 1))
+        return _torch.where(where, new, old_t)
+    if isinstance(new, np.ndarray):
+        old_a = np.asarray(old)
+        _check_batch(mask, new.shape, old_a.shape)
+        return np.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old_a).astype(new.dtype, copy=False)
+    raise TypeError(
+        f"cannot merge a {type(new).__name__} by reset_mask: a partial reset must return arrays or tensors "
+        "with a leading batch dimension (inside dicts, tuples or lists)"
+    )
+
+
+def _check_batch(mask, new_shape, old_shape):
+    if tuple(new_shape) != tuple(old_shape) or len(new_shape) == 0 or new_shape[0] != mask.shape[0]:
+        raise ValueError(
+            f"a partial reset must return the full batch: got shape {tuple(new_shape)} for a value of shape "
+            f"{tuple(old_shape)} and {mask.shape[0]} envs"
+        )
+
+
+def _env_slice(obs, i):
+    if isinstance(obs, dict):
+        return {k: _env_slice(v, i) for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(_env_slice(v, i) for v in obs)
+    return obs[i]
+
+
+class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
+    """``num_envs`` rollouts of a world model, advanced by one model call per step.
+
+    The spaces given are the single-env spaces; the model and adapters see
+    batches (a leading ``num_envs`` dimension on every leaf, ``reward`` and
+    ``terminated`` of shape ``(num_envs,)``). Takes WorldModelEnv's keyword
+    options, plus ``autoreset_mode`` (NEXT_STEP, SAME_STEP or DISABLED).
+
+    Partial resets call the reset with ``options["reset_mask"]`` (a bool array);
+    what it returns is merged by that mask, so only the masked envs change.
+
+    Example:
+        >>> import numpy as np, gymnasium as gym, torch
+        >>> from wmenv import WorldModelVectorEnv
+        >>> def step(model, state, action):
+        ...     nxt = state + action
+        ...     return nxt, nxt, -nxt.abs().sum(dim=1)
+        >>> env = WorldModelVectorEnv(
+        ...     None, 8, gym.spaces.Box(-10, 10, (2,)), gym.spaces.Box(-1, 1, (2,)),
+        ...     transition_fn=step, initial_state=torch.zeros(8, 2), initial_observation=torch.zeros(8, 2))
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(np.ones((8, 2), np.float32))
+        >>> obs.shape, reward.dtype, terminated.dtype
+        ((8, 2), dtype('float32'), dtype('bool'))
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        world_model: Any,
+        num_envs: int,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        *,
+        initial_observation: Any = None,
+        initial_state: Any = None,
+        reset_fn: Optional[Callable] = None,
+        transition_fn: Optional[Callable] = None,
+        reward_fn: Optional[Callable] = None,
+        terminal_fn: Optional[Callable] = None,
+        render_fn: Optional[Callable] = None,
+        action_transform_fn: Optional[Callable] = None,
+        max_episode_steps: Optional[int] = None,
+        render_mode: Optional[str] = None,
+        device: Any = None,
+        torch_actions: bool = True,
+        seed: Optional[int] = None,
+        info_model_state: bool = False,
+        grad: bool = False,
+        backend: Optional[str] = None,
+        autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+    ):
+        self.num_envs = _check_num_envs(num_envs)
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self._store_options(world_model, observation_space, action_space, locals())
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        self.single_observation_space = observation_space
+        self.single_action_space = action_space
+        self.observation_space = batch_space(observation_space, self.num_envs)
+        self.action_space = batch_space(action_space, self.num_envs)
+        self._state = None
+        self._obs = None
+        self._elapsed = np.zeros(self.num_envs, np.int64)
+        self._autoreset = np.zeros(self.num_envs, np.bool_)
+        self._compile()
+        if seed is not None:
+            self._seed(seed)
+
+    def _compile_specs(self):
+        self._obs_spec = _spaces.observation_spec(self.observation_space)
+        self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
+        space = self.single_action_space
+        self._discrete = (
+            (int(space.start), int(space.n)) if isinstance(space, gym.spaces.Discrete) and self._action_spec else None
+        )
+
+    def _seed(self, seed):
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        for i, space in enumerate((self.single_observation_space, self.single_action_space,
+                                   self.observation_space, self.action_space)):
+            space.seed(seed + i)
+
+    @property
+    def state(self):
+        """The current batched model state."""
+        return self._state
+
+    @property
+    def elapsed_steps(self) -> np.ndarray:
+        """Steps taken by each env since its last reset."""
+        return self._elapsed.copy()
+
+    def _reset_batch(self, seed, options, mask, state, obs):
+        """Runs the reset and merges its result into ``(state, obs)`` by ``mask``."""
+        if self._reset_call is None:
+            result = (self.initial_state, self.initial_observation, None)
+        else:
+            result = self._reset_call(seed, options)
+        new_state, new_obs, info = self._normalize_reset(
+            result, self._obs_spec, self.initial_state, self.initial_observation
+        )
+        if new_obs is None:
+            new_obs = self.observation_space.sample()
+            if new_state is None:
+                new_state = new_obs
+        return merge_by_mask(mask, new_state, state), merge_by_mask(mask, new_obs, obs), info
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed(seed)
+        options = {} if options is None else dict(options)
+        mask = options.get("reset_mask")
+        if mask is None:
+            mask = np.ones(self.num_envs, np.bool_)
+            options["reset_mask"] = mask
+            old_state = old_obs = None
+        else:
+            _check_reset_mask(mask, self.num_envs)
+            old_state, old_obs = self._state, self._obs
+        restore = self._grad_off()
+        try:
+            state, obs, info = self._reset_batch(seed, options, mask, old_state, old_obs)
+        finally:
+            if restore:
+                _set_grad_enabled(True)
+        self._state, self._obs = state, obs
+        self._elapsed[mask] = 0
+        self._autoreset[mask] = False
+        return obs, info
+
+    def _check_discrete(self, action):
+        low, n = self._discrete
+        values = action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
+        bad = (values < low) | (values >= low + n)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(
+                f"action {int(values.reshape(-1)[i])} of env {i} is outside {self.single_action_space!r} "
+                f"(valid: {low} to {low + n - 1})"
+            )
+
+    def step(self, actions):
+        if self._obs is None:
+            raise RuntimeError("Call reset() before step().")
+        mode = self.autoreset_mode
+        if mode is AutoresetMode.DISABLED and self._autoreset.any():
+            ended = np.flatnonzero(self._autoreset).tolist()
+            raise RuntimeError(
+                f"envs {ended} have ended; with autoreset_mode DISABLED, reset them with "
+                "reset(options={'reset_mask': mask}) before the next step"
+            )
+        elapsed = self._elapsed + 1
+        restore = self._grad_off()
+        try:
+            if self._transform is None:
+                model_action = self._convert_action(actions, self._action_spec)
+                if self._discrete is not None:
+                    self._check_discrete(model_action)
+            else:
+                model_action = self._transform(actions)
+            state, obs, reward, terminated, truncated, info = self._normalize_step_batch(
+                self._transition(self._state, model_action),
+                self._state,
+                model_action,
+                self._obs_spec,
+                self._reward,
+                self._terminal,
+                self.num_envs,
+            )
+            if self.max_episode_steps is not None:
+                truncated |= elapsed >= self.max_episode_steps
+            if mode is AutoresetMode.NEXT_STEP:
+                mask = self._autoreset
+                if mask.any():
+                    state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
+                    reward[mask] = 0.0
+                    terminated[mask] = False
+                    truncated[mask] = False
+                    elapsed[mask] = 0  # these envs were reset, not stepped
+            elif mode is AutoresetMode.SAME_STEP:
+                done = terminated | truncated
+                if done.any():
+                    # Gymnasium's layout: final_obs an object array, final_info
+                    # a dict of per-env arrays, each with its "_" mask.
+                    final_obs = np.empty(self.num_envs, dtype=object)
+                    for i in np.flatnonzero(done):
+                        final_obs[i] = _env_slice(obs, i)
+                    final_info = {"elapsed_steps": np.where(done, elapsed, 0), "_elapsed_steps": done.copy()}
+                    info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+                    info["final_info"], info["_final_info"] = final_info, done.copy()
+                    state, obs, _ = self._reset_batch(None, {"reset_mask": done}, done, state, obs)
+                    elapsed[done] = 0
+        finally:
+            if restore:
+                _set_grad_enabled(True)
+        info.setdefault("elapsed_steps", elapsed.copy())
+        info.setdefault("_elapsed_steps", np.ones(self.num_envs, np.bool_))
+        if self.info_model_state:
+            info.setdefault("model_state", state)
+        self._state, self._obs, self._elapsed = state, obs, elapsed
+        if mode is not AutoresetMode.SAME_STEP:
+            self._autoreset = terminated | truncated
+        return obs, reward, terminated, truncated, info
+
+    def render(self):
+        """Frames of all envs as one batched NumPy array (``render_fn``'s, or
+        the observation's ``image``/``pixels``/``rgb`` entry, or the observation)."""
+        if self._render is not None:
+            restore = self._grad_off()
+            try:
+                frame = self._render(self._state, self._obs)
+            finally:
+                if restore:
+                    _set_grad_enabled(True)
+            return self._to_numpy(frame, None)
+        obs = self._obs
+        if isinstance(obs, dict):
+            for key in _RENDER_KEYS:
+                if key in obs:
+                    return obs[key]
+        return obs
+
+    def close_extras(self, **kwargs):
+        self._close_model()
