@@ -39,11 +39,23 @@ py::object as_reward(py::handle x) {
     PyObject* p = x.ptr();
     if (PyFloat_CheckExact(p)) return borrow(x);
     if (PyLong_CheckExact(p) || PyBool_Check(p)) return steal(PyNumber_Float(p));
+    if (is_tensor(x)) {
+        // float(t) reads a one-element tensor in one call, with the value
+        // item() would give; any failure goes the twin's way for its error.
+        PyObject* value = PyNumber_Float(p);
+        if (value != nullptr) return steal(value);
+        PyErr_Clear();
+    }
     return steal(PyNumber_Float(one_element(x, "reward").ptr()));
 }
 
 py::object as_flag(py::handle x, const std::string& name) {
     if (PyBool_Check(x.ptr())) return borrow(x);
+    if (is_tensor(x)) {
+        int value = PyObject_IsTrue(x.ptr());  // bool(t), as bool(t.item())
+        if (value >= 0) return py::bool_(value == 1);
+        PyErr_Clear();
+    }
     return py::bool_(truthy(one_element(x, name)));
 }
 

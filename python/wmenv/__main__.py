@@ -1,8 +1,9 @@
-"""``python -m wmenv``: a quick-start that wraps a small torch world model and steps it."""
+"""``wmenv`` / ``python -m wmenv``: the demo (``wmenv demo``) or a quick-start (``wmenv quickstart``)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -54,13 +55,21 @@ def quickstart(steps: int, seed: int) -> None:
     print(f"{steps / elapsed:,.0f} steps/s ({elapsed / steps * 1e6:.1f} us per step, model included)")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="wmenv", description="wmenv quick-start: step a small world model")
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    quickstart(args.steps, args.seed)
+def main(argv=None) -> int:
+    """``wmenv [demo|quickstart] [options]``: the demo unless told otherwise."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in ("demo", "quickstart") else "demo"
+    if command == "quickstart":
+        parser = argparse.ArgumentParser(prog="wmenv quickstart", description="step a small world model")
+        parser.add_argument("--steps", type=int, default=20000)
+        parser.add_argument("--seed", type=int, default=0)
+        args = parser.parse_args(argv)
+        quickstart(args.steps, args.seed)
+        return 0
+    from .demo import main as demo_main
+
+    return demo_main(argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
