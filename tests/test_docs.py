@@ -1,6 +1,7 @@
 """The README's examples and the docstrings' examples run as written."""
 
 import doctest
+import importlib
 import re
 from pathlib import Path
 
@@ -11,17 +12,39 @@ import wmenv._core_py
 import wmenv.env
 import wmenv.vector
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def run_blocks(path):
+    """Runs a Markdown file's python blocks in order, in one namespace; a block
+    opening with "# needs: module" runs only where that module imports."""
+    ran = 0
+    namespace = {"__name__": "docs"}
+    for block in re.findall(r"```python\n(.*?)```", path.read_text(), re.S):
+        need = re.match(r"# needs: ([\w.]+)", block)
+        if need:
+            try:
+                importlib.import_module(need.group(1))
+            except ImportError:
+                continue
+        exec(compile(block, str(path), "exec"), namespace)
+        ran += 1
+    return ran
 
 
 @pytest.mark.skipif(not README.exists(), reason="README.md not beside tests/")
 def test_readme_python_examples_run():
     pytest.importorskip("stable_baselines3")
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert blocks
-    namespace = {"__name__": "readme"}
-    for block in blocks:  # in order: later examples use earlier names
-        exec(compile(block, str(README), "exec"), namespace)
+    assert run_blocks(README) >= 3
+
+
+@pytest.mark.skipif(not DOCS, reason="docs/ not beside tests/")
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_docs_python_examples_run(path):
+    pytest.importorskip("stable_baselines3")
+    assert run_blocks(path) >= 2
 
 
 @pytest.mark.parametrize("module", [wmenv, wmenv.env, wmenv.vector, wmenv._core_py], ids=lambda m: m.__name__)
