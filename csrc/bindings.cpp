@@ -37,6 +37,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("obs_spec"), py::arg("reward_fn"), py::arg("terminal_fn"), py::arg("elapsed_steps"),
           py::arg("info_model_state"),
           "Parses one transition result into (next_state, obs, reward, terminated, truncated, info).");
+    m.def("parse_step", &parse_step, py::arg("result"), py::arg("state"),
+          "The raw (next_state, obs, reward, terminated, truncated, info) of a step result; reward and "
+          "terminated are None when it has none.");
     m.def("as_batch", &as_batch, py::arg("x"), py::arg("num_envs"), py::arg("dtype"), py::arg("name"),
           "A new (num_envs,) array of dtype holding one value per env.");
     m.def("normalize_step_batch", &normalize_step_batch, py::arg("result"), py::arg("state"), py::arg("action"),
@@ -49,5 +52,5 @@ PYBIND11_MODULE(_core, m) {
     m.attr("OBSERVATION_KEYS") = py::reinterpret_borrow<py::object>(refs().observation_keys);
     m.attr("__all__") = py::make_tuple("OBSERVATION_KEYS", "as_batch", "as_flag", "as_reward", "conform_observation",
                                        "convert_action", "matches_structure", "normalize_reset", "normalize_step",
-                                       "normalize_step_batch", "set_torch", "to_numpy");
+                                       "normalize_step_batch", "parse_step", "set_torch", "to_numpy");
 }

@@ -71,7 +71,7 @@ struct RawStep {
                                 info = py::none();
 };
 
-RawStep parse_step(py::handle result, py::handle state) {
+RawStep parse_step_raw(py::handle result, py::handle state) {
     Refs& r = refs();
     RawStep raw;
     py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
@@ -127,11 +127,16 @@ RawStep parse_step(py::handle result, py::handle state) {
 
 }  // namespace
 
+py::tuple parse_step(py::handle result, py::handle state) {
+    RawStep raw = parse_step_raw(result, state);
+    return py::make_tuple(raw.next_state, raw.obs, raw.reward, raw.terminated, raw.truncated, raw.info);
+}
+
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
                          bool info_model_state) {
     Refs& r = refs();
-    RawStep raw = parse_step(result, state);
+    RawStep raw = parse_step_raw(result, state);
     py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
                &truncated = raw.truncated, &info = raw.info;
     if (reward.is_none()) {
@@ -166,7 +171,7 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs) {
     static PyObject* float32 = py::dtype("float32").release().ptr();
     static PyObject* boolean = py::dtype("bool").release().ptr();
-    RawStep raw = parse_step(result, state);
+    RawStep raw = parse_step_raw(result, state);
     auto zeros = [num_envs](PyObject* dtype) {
         py::array out(py::reinterpret_borrow<py::dtype>(dtype), {num_envs}, {});
         std::memset(out.mutable_data(), 0, static_cast<size_t>(out.nbytes()));  // np.zeros, not np.empty

@@ -5,6 +5,10 @@
 
 namespace wmenv {
 
+// (next_state, obs, reward, terminated, truncated, info) as the result gives
+// them; reward and terminated are None when it has none.
+py::tuple parse_step(py::handle result, py::handle state);
+
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
                          bool info_model_state);

@@ -38,6 +38,7 @@ __all__ = [
     "normalize_reset",
     "normalize_step",
     "normalize_step_batch",
+    "parse_step",
     "set_torch",
     "to_numpy",
 ]
@@ -232,7 +233,7 @@ def _observation_from_mapping(result, default):
     return default
 
 
-def _parse_step(result, state):
+def parse_step(result, state):
     """The raw ``(next_state, obs, reward, terminated, truncated, info)`` of a
     step result; ``reward``/``terminated`` are ``None`` when it has none."""
     reward = terminated = info = None
@@ -283,7 +284,7 @@ def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elap
     carries no reward or termination. ``info`` is a new dict holding
     ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
     """
-    next_state, obs, reward, terminated, truncated, info = _parse_step(result, state)
+    next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
         reward = 0.0 if reward_fn is None else reward_fn(next_state, obs, action)
     if terminated is None:
@@ -318,7 +319,7 @@ def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn
     terminated, truncated, info)``: ``reward`` a new ``float32`` array and the
     flags new ``bool`` arrays of shape ``(num_envs,)``, ``obs`` conformed to
     the batched ``obs_spec``, ``info`` a new dict."""
-    next_state, obs, reward, terminated, truncated, info = _parse_step(result, state)
+    next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
         reward = _zeros(num_envs, _FLOAT32) if reward_fn is None else reward_fn(next_state, obs, action)
     if terminated is None:

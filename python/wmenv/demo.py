@@ -39,10 +39,11 @@ class Progress:
         self.label, self.total, self.width = label, max(int(total), 1), width
         self.start = time.perf_counter()
         self.last = -1.0
+        self.live = sys.stderr.isatty()  # redrawn in a terminal; one final line in a log
 
     def update(self, done: int, note: str = "", force: bool = False):
         now = time.perf_counter()
-        if not force and now - self.last < 0.1 and done < self.total:
+        if not force and (not self.live or now - self.last < 0.1):
             return
         self.last = now
         frac = min(done / self.total, 1.0)

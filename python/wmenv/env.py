@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 import gymnasium as gym
 import numpy as np
 
-from . import _backend, _spaces, adapters
+from . import _backend, _spaces, _staging, adapters
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -48,7 +48,7 @@ class _AdapterHost:
     compiled once (and again after unpickling), and the backend's functions."""
 
     _COMPILED = (
-        "_convert_action", "_normalize_step", "_normalize_step_batch", "_normalize_reset", "_to_numpy",
+        "_convert_action", "_normalize_step", "_normalize_step_batch", "_normalize_reset", "_parse_step", "_to_numpy",
         "_obs_spec", "_action_spec", "_transition", "_reset_call", "_reward", "_terminal", "_render",
         "_transform",
     )
@@ -61,6 +61,7 @@ class _AdapterHost:
         self._normalize_step = core.normalize_step
         self._normalize_step_batch = core.normalize_step_batch
         self._normalize_reset = core.normalize_reset
+        self._parse_step = core.parse_step
         self._to_numpy = core.conform_observation
         self._compile_specs()
         self._transition = adapters.transition_caller(wm, self.transition_fn)
@@ -106,6 +107,10 @@ class _AdapterHost:
         self.grad = bool(self.grad)
         self.backend = _backend.DEFAULT if self.backend is None else self.backend
         self._closed = False
+        # Results come back from a device through one synchronisation per step
+        # when the model runs there: known from `device`, or seen in a reset's state.
+        self._on_device = _torch is not None and self.device is not None and _torch.device(self.device).type != "cpu"
+        self._stage = self._on_device
 
     def _close_model(self):
         if self._closed:
@@ -114,6 +119,13 @@ class _AdapterHost:
         close = getattr(self.world_model, "close", None)
         if callable(close):
             close()
+
+    def _staged(self, result, action):
+        """The result with its observation, reward and flags in host memory."""
+        return _staging.staged_result(self._parse_step, result, self._state, action, self._reward, self._terminal)
+
+    def _note_state_device(self, state):
+        self._stage = self._on_device or _staging.contains_device_tensor(state)
 
     def _grad_off(self) -> bool:
         """Turns autograd off unless grad=True; returns whether to turn it back on."""
@@ -251,6 +263,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             obs = self.observation_space.sample()
             if state is None:
                 state = obs
+        self._note_state_device(state)
         self._state = state
         self._obs = obs
         self._elapsed = 0
@@ -266,14 +279,12 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                 model_action = self._convert_action(action, self._action_spec)
             else:
                 model_action = self._transform(action)
+            result = self._transition(self._state, model_action)
+            reward_fn, terminal_fn = self._reward, self._terminal
+            if self._stage:
+                result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
             state, obs, reward, terminated, truncated, info = self._normalize_step(
-                self._transition(self._state, model_action),
-                self._state,
-                model_action,
-                self._obs_spec,
-                self._reward,
-                self._terminal,
-                elapsed,
+                result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, elapsed,
                 self.info_model_state,
             )
         finally:

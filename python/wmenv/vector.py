@@ -218,6 +218,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         finally:
             if restore:
                 _set_grad_enabled(True)
+        self._note_state_device(state)
         self._state, self._obs = state, obs
         self._elapsed[mask] = 0
         self._autoreset[mask] = False
@@ -253,14 +254,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                     self._check_discrete(model_action)
             else:
                 model_action = self._transform(actions)
+            result = self._transition(self._state, model_action)
+            reward_fn, terminal_fn = self._reward, self._terminal
+            if self._stage:
+                result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
             state, obs, reward, terminated, truncated, info = self._normalize_step_batch(
-                self._transition(self._state, model_action),
-                self._state,
-                model_action,
-                self._obs_spec,
-                self._reward,
-                self._terminal,
-                self.num_envs,
+                result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, self.num_envs
             )
             if self.max_episode_steps is not None:
                 truncated |= elapsed >= self.max_episode_steps
