@@ -99,6 +99,31 @@ bool contains(py::handle mapping, py::handle key) {
     return found == 1;
 }
 
+// The kind of a well-formed observation spec (the twin's _spec_kind).
+long spec_kind(py::handle spec) {
+    PyObject* s = spec.ptr();
+    if (PyTuple_CheckExact(s) && PyTuple_GET_SIZE(s) > 0) {
+        PyObject* kind = PyTuple_GET_ITEM(s, 0);
+        if (PyLong_CheckExact(kind)) {
+            long k = PyLong_AsLong(kind);
+            Py_ssize_t n = PyTuple_GET_SIZE(s);
+            if (k == 0 && n == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1)) &&
+                py::isinstance<py::dtype>(PyTuple_GET_ITEM(s, 2))) {
+                return 0;
+            }
+            if (k == 1 && n == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1)) &&
+                PyTuple_CheckExact(PyTuple_GET_ITEM(s, 2)) &&
+                PyTuple_GET_SIZE(PyTuple_GET_ITEM(s, 1)) == PyTuple_GET_SIZE(PyTuple_GET_ITEM(s, 2))) {
+                return 1;
+            }
+            if (k == 2 && n == 2 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1))) return 2;
+        }
+        if (PyErr_Occurred()) PyErr_Clear();
+    }
+    throw py::type_error("observation spec must be None or a tuple made by wmenv._spaces.observation_spec, got " +
+                         std::string(py::repr(spec)));
+}
+
 }  // namespace
 
 std::string Path::str() const {
@@ -122,7 +147,7 @@ py::object conform_observation(py::handle obs, py::handle spec, const Path& path
     if (obs.is_none()) return py::none();
     if (spec.is_none()) return to_numpy_tree(obs);
     PyObject* s = spec.ptr();
-    long kind = PyLong_AsLong(PyTuple_GET_ITEM(s, 0));
+    long kind = spec_kind(spec);
     if (kind == 0) {
         py::object array = to_numpy(obs);
         py::handle shape = PyTuple_GET_ITEM(s, 1);
@@ -182,7 +207,7 @@ py::object conform_observation(py::handle obs, py::handle spec, const Path& path
 bool matches_structure(py::handle x, py::handle spec) {
     if (spec.is_none()) return true;
     PyObject* s = spec.ptr();
-    long kind = PyLong_AsLong(PyTuple_GET_ITEM(s, 0));
+    long kind = spec_kind(spec);
     if (kind == 0) {
         py::object shape = leaf_shape(x);
         int equal = PyObject_RichCompareBool(shape.ptr(), PyTuple_GET_ITEM(s, 1), Py_EQ);

@@ -420,3 +420,23 @@ def test_as_batch_copies(cores):
         out = core.as_batch(source, 3, np.dtype(np.float32), "reward")
         out[0] = 5
         assert source[0] == 0
+
+
+BAD_SPECS = [(), (0,), (0, (2,)), (0, [2], np.dtype(np.float32)), (0, (2,), "float32"), (0.0, (2,), np.dtype("f4")),
+             (1, ("a",), ()), (1, ["a"], [None]), (2,), (2, [None]), (3, ()), ("0", (2,), np.dtype("f4")), [0, (2,)],
+             "box"]
+
+
+@pytest.mark.parametrize("spec", BAD_SPECS, ids=repr)
+def test_malformed_specs_are_type_errors_not_crashes(cores, spec):
+    assert_twins(cores, "conform_observation", np.zeros(2), spec)
+    assert_twins(cores, "matches_structure", np.zeros(2), spec)
+    assert_twins(cores, "normalize_step", ("s", np.zeros(2)), None, None, spec, None, None, 1, True)
+    native, _ = cores
+    with pytest.raises(TypeError, match="observation spec must be None or a tuple"):
+        native.conform_observation(np.zeros(2), spec)
+
+
+@pytest.mark.parametrize("spec", [(), ("a",) * 8, [1] * 9, "spec"], ids=repr)
+def test_malformed_action_specs(cores, spec):
+    assert_twins(cores, "convert_action", np.zeros(2), spec)

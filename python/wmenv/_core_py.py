@@ -107,6 +107,34 @@ def _to_numpy_tree(x):
     return to_numpy(x)
 
 
+_checked_specs: dict = {}  # id -> spec: specs live as long as their env, so check each once
+
+
+def _spec_kind(spec) -> int:
+    """The kind of a well-formed observation spec; TypeError for anything else."""
+    if _checked_specs.get(id(spec)) is spec:
+        return spec[0]
+    kind = _check_spec(spec)
+    if len(_checked_specs) > 4096:
+        _checked_specs.clear()
+    _checked_specs[id(spec)] = spec  # holding the spec keeps its id from being reused
+    return kind
+
+
+def _check_spec(spec) -> int:
+    if type(spec) is tuple and spec:
+        kind = spec[0]
+        if type(kind) is int:
+            if kind == 0 and len(spec) == 3 and type(spec[1]) is tuple and isinstance(spec[2], np.dtype):
+                return 0
+            if kind == 1 and len(spec) == 3 and type(spec[1]) is tuple and type(spec[2]) is tuple \
+                    and len(spec[1]) == len(spec[2]):
+                return 1
+            if kind == 2 and len(spec) == 2 and type(spec[1]) is tuple:
+                return 2
+    raise TypeError(f"observation spec must be None or a tuple made by wmenv._spaces.observation_spec, got {spec!r}")
+
+
 def conform_observation(obs, spec, path: str = "observation"):
     """Converts ``obs`` to NumPy and makes it fit ``spec``.
 
@@ -118,7 +146,7 @@ def conform_observation(obs, spec, path: str = "observation"):
         return None
     if spec is None:
         return _to_numpy_tree(obs)
-    kind = spec[0]
+    kind = _spec_kind(spec)
     if kind == 0:
         arr = to_numpy(obs)
         if arr.shape != spec[1]:
@@ -167,7 +195,7 @@ def matches_structure(x, spec) -> bool:
     bounds are not looked at)."""
     if spec is None:
         return True
-    kind = spec[0]
+    kind = _spec_kind(spec)
     if kind == 0:
         return _leaf_shape(x) == spec[1]
     if kind == 1:
@@ -392,6 +420,8 @@ def convert_action(action, spec):
     """
     if spec is None:
         return action
+    if type(spec) is not tuple or len(spec) != 9:
+        raise TypeError("action spec must be a 9-tuple or None")
     shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch = spec
     if _Tensor is not None and isinstance(action, _Tensor):
         tensor = action.detach()
