@@ -1,4 +1,4 @@
-"""SPEC sections 2 and 3: the arity rule and finding the model's methods."""
+"""The arity rule for user callables and finding the model's methods."""
 
 import inspect
 

@@ -1,4 +1,4 @@
-"""SPEC section 8: choosing the backend (at import, so in a subprocess)."""
+"""Choosing the backend (made at import, so tested in a subprocess)."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""SPEC section 1: the public API and constructor checks."""
+"""The public API and the constructor checks."""
 
 import gymnasium as gym
 import numpy as np

@@ -1,4 +1,4 @@
-"""SPEC section 6: observations and actions."""
+"""Conversions: observations to NumPy and the space, actions to what the model takes."""
 
 import gymnasium as gym
 import numpy as np

@@ -1,4 +1,4 @@
-"""SPEC section 4: reset results."""
+"""The contract for reset results: every accepted form and the 2-tuple rule."""
 
 import gymnasium as gym
 import numpy as np

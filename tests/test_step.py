@@ -1,4 +1,4 @@
-"""SPEC section 5: step results."""
+"""The contract for step results: every accepted form, rewards, flags, info, atomicity, autograd."""
 
 import numpy as np
 import pytest

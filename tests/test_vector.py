@@ -1,4 +1,4 @@
-"""SPEC section 7: WorldModelVectorEnv, checked against gymnasium's SyncVectorEnv."""
+"""WorldModelVectorEnv, checked against gymnasium's SyncVectorEnv."""
 
 import pickle
 

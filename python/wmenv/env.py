@@ -144,7 +144,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
 
     The model predicts the next state, observation, reward and termination;
     adapters (``reset_fn``, ``transition_fn``, ``reward_fn``, ...) fill in what
-    it does not. See ``SPEC.md`` for the full contract.
+    it does not. The README lists every accepted form.
 
     Args:
         world_model: the model; its ``reset``/``step``-like methods are found
