@@ -82,7 +82,7 @@ def measure(num_envs, seconds, backends):
                                   initial_state=torch.zeros(num_envs, OBS_DIM),
                                   initial_observation=torch.zeros(num_envs, OBS_DIM))
         env.reset(seed=0)
-        results[name] = rate(lambda: env.step(actions), seconds) * num_envs
+        results[name] = rate(lambda env=env: env.step(actions), seconds) * num_envs
 
     sync = gym.vector.SyncVectorEnv([
         lambda: WorldModelEnv(model, OBS, ACT, max_episode_steps=200, initial_state=torch.zeros(OBS_DIM),

@@ -3,7 +3,6 @@
 import ast
 import inspect
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import gymnasium as gym

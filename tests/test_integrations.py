@@ -103,7 +103,7 @@ def test_gymnasium_make_with_default_wrappers(backend):
     assert isinstance(env, gym.wrappers.TimeLimit)
     assert env.spec.id == "wmenv/WorldModel-v0"
     env.reset(seed=0)
-    for t in range(5):
+    for _ in range(5):
         *_, truncated, _ = env.step(ACT.sample())
     assert truncated
     with pytest.raises(gym.error.ResetNeeded):

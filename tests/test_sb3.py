@@ -7,7 +7,6 @@ import torch
 
 pytest.importorskip("stable_baselines3")
 
-from gymnasium.vector import AutoresetMode  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 
 from wmenv import WorldModelVectorEnv  # noqa: E402
@@ -54,7 +53,7 @@ def test_vec_env_protocol(backend):
     venv.seed(3)
     obs = venv.reset()
     assert obs.shape == (4, 2)
-    for t in range(20):
+    for _ in range(20):
         obs, rewards, dones, infos = venv.step(np.zeros((4, 2), np.float32))
     assert dones.all() and len(infos) == 4
     assert all(info["TimeLimit.truncated"] for info in infos)

@@ -3,12 +3,11 @@
 Without a GPU, the staged path is exercised by treating CPU tensors as if they
 lived on a device; with one, the CUDA tests below run for real."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from wmenv import WorldModelEnv, WorldModelVectorEnv, _staging
+from wmenv import WorldModelVectorEnv, _staging
 
 from conftest import ACT1, BOX2
 

@@ -54,11 +54,6 @@ def make_sync(backend, mode, n=N):
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
 
-@pytest.fixture
-def vec(backend):
-    return lambda *args, **kwargs: WorldModelVectorEnv(*args, **kwargs)
-
-
 def test_is_a_gymnasium_vector_env(backend):
     env = make_vec(WorldModelVectorEnv, backend)
     assert isinstance(env, gym.vector.VectorEnv)
