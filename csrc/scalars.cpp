@@ -20,7 +20,9 @@ py::object one_element(py::handle x, const std::string& name) {
         long long n = PyLong_AsLongLong(numel.ptr());
         if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
         if (n != 1) not_one_element(name, getattr(x, r.s_shape));
-        return call_method(x, r.s_item);
+        py::object value = borrow(x);
+        if (truthy(getattr(x, r.s_requires_grad))) value = call_method(x, r.s_detach);  // no autograd warning
+        return call_method(value, r.s_item);
     }
     py::object array = borrow(x);
     if (!is_ndarray(x) && !PyObject_TypeCheck(x.ptr(), r.generic)) {
@@ -39,7 +41,7 @@ py::object as_reward(py::handle x) {
     PyObject* p = x.ptr();
     if (PyFloat_CheckExact(p)) return borrow(x);
     if (PyLong_CheckExact(p) || PyBool_Check(p)) return steal(PyNumber_Float(p));
-    if (is_tensor(x)) {
+    if (is_tensor(x) && !truthy(getattr(x, refs().s_requires_grad))) {
         // float(t) reads a one-element tensor in one call, with the value
         // item() would give; any failure goes the twin's way for its error.
         PyObject* value = PyNumber_Float(p);
@@ -51,7 +53,7 @@ py::object as_reward(py::handle x) {
 
 py::object as_flag(py::handle x, const std::string& name) {
     if (PyBool_Check(x.ptr())) return borrow(x);
-    if (is_tensor(x)) {
+    if (is_tensor(x) && !truthy(getattr(x, refs().s_requires_grad))) {
         int value = PyObject_IsTrue(x.ptr());  // bool(t), as bool(t.item())
         if (value >= 0) return py::bool_(value == 1);
         PyErr_Clear();

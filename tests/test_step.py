@@ -314,3 +314,19 @@ def test_user_no_grad_context_is_respected(make_env):
         env.step(ACTION)
         assert not torch.is_grad_enabled()
     assert torch.is_grad_enabled()
+
+
+def test_reward_requiring_grad_gives_no_autograd_warning(backend):
+    # torch warns once per process, so this runs in a fresh one with warnings as errors
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch, gymnasium as gym; from wmenv import WorldModelEnv\n"
+        "r = torch.tensor(0.5, requires_grad=True); t = torch.tensor([1.0], requires_grad=True)\n"
+        "env = WorldModelEnv(None, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)), backend=%r,\n"
+        "    transition_fn=lambda m, s, a: ('s', np.zeros(2, np.float32), r, t, False, None))\n"
+        "env.reset(); out = env.step(np.zeros(1, np.float32)); assert out[1:3] == (0.5, True), out\n"
+    ) % backend
+    proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
