@@ -47,3 +47,16 @@ def step_fn(model, state, action):
     """A module-level transition, picklable."""
     nxt = np.asarray(state, np.float32) + np.asarray(action, np.float32).sum()
     return nxt, nxt, float(nxt.sum())
+
+
+class DLPackOnly:
+    """An array from 'another framework': speaks DLPack, nothing else."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()

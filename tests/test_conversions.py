@@ -6,22 +6,9 @@ import pytest
 import torch
 
 from conftest import ACT1, BOX2
-from models import Recorder
+from models import DLPackOnly, Recorder
 
 OBS = np.array([1.0, 2.0], np.float32)
-
-
-class DLPackOnly:
-    """An array from 'another framework': speaks DLPack, nothing else."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
 
 
 class ArrayInterfaceOnly:

@@ -13,6 +13,8 @@ import torch
 import wmenv
 from wmenv import _backend, _core_py, _spaces
 
+from models import DLPackOnly
+
 @pytest.fixture(scope="module")
 def cores():
     try:
@@ -115,17 +117,6 @@ def assert_twins(cores, name, *args):
         assert got_native[1:] == got_python[1:]
     else:
         assert same(got_native[1], got_python[1]), (got_native[1], got_python[1])
-
-
-class DLPackOnly:
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
 
 
 class MappingOnly:
