@@ -35,12 +35,10 @@ void init_refs() {
     r.s_item = intern("item");
     r.s_shape = intern("shape");
     r.s_size = intern("size");
-    r.s_dtype = intern("dtype");
     r.s_astype = intern("astype");
     r.s_reshape = intern("reshape");
     r.s_copy = intern("copy");
     r.s_to = intern("to");
-    r.s_device = intern("device");
     r.s_get = intern("get");
     r.s_items = intern("items");
     r.s_dlpack = intern("__dlpack__");

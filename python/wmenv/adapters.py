@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 
+from ._backend import torch as _torch
+
 RESET_METHODS = ("reset_env", "reset_state", "reset")
 TRANSITION_METHODS = ("env_step", "step", "predict_step", "predict", "imagine_step", "transition")
 
@@ -37,10 +39,7 @@ def positional_arity(fn):
 
 
 def _is_torch_module(obj) -> bool:
-    for klass in type(obj).__mro__:
-        if klass.__name__ == "Module" and klass.__module__.startswith("torch.nn"):
-            return True
-    return False
+    return _torch is not None and isinstance(obj, _torch.nn.Module)
 
 
 def bind_leading(fn, fixed: tuple, n_rest: int):

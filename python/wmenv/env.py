@@ -127,9 +127,19 @@ class _AdapterHost:
     def _note_state_device(self, state):
         self._stage = self._on_device or _staging.contains_device_tensor(state)
 
-    def _grad_off(self) -> bool:
-        """Turns autograd off unless grad=True; returns whether to turn it back on."""
-        return _grad_off(self._no_grad)
+    def _reset_result(self, seed, options):
+        """Runs the reset (or the default one) and parses it into ``(state, obs, info)``,
+        sampling the observation space when no observation is known."""
+        if self._reset_call is None:
+            result = (self.initial_state, self.initial_observation, None)
+        else:
+            result = self._reset_call(seed, options)
+        state, obs, info = self._normalize_reset(result, self._obs_spec, self.initial_state, self.initial_observation)
+        if obs is None:
+            obs = self.observation_space.sample()
+            if state is None:
+                state = obs
+        return state, obs, info
 
 
 _SHARED_OPTIONS = (
@@ -249,20 +259,10 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             options = {}
         restore = _grad_off(self._no_grad)
         try:
-            if self._reset_call is None:
-                result = (self.initial_state, self.initial_observation, None)
-            else:
-                result = self._reset_call(seed, options)
-            state, obs, info = self._normalize_reset(
-                result, self._obs_spec, self.initial_state, self.initial_observation
-            )
+            state, obs, info = self._reset_result(seed, options)
         finally:
             if restore:
                 _set_grad_enabled(True)
-        if obs is None:
-            obs = self.observation_space.sample()
-            if state is None:
-                state = obs
         self._note_state_device(state)
         self._state = state
         self._obs = obs

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces
-from .env import _AdapterHost, _set_grad_enabled
+from .env import _AdapterHost, _grad_off, _set_grad_enabled
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
@@ -186,17 +186,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _reset_batch(self, seed, options, mask, state, obs):
         """Runs the reset and merges its result into ``(state, obs)`` by ``mask``."""
-        if self._reset_call is None:
-            result = (self.initial_state, self.initial_observation, None)
-        else:
-            result = self._reset_call(seed, options)
-        new_state, new_obs, info = self._normalize_reset(
-            result, self._obs_spec, self.initial_state, self.initial_observation
-        )
-        if new_obs is None:
-            new_obs = self.observation_space.sample()
-            if new_state is None:
-                new_state = new_obs
+        new_state, new_obs, info = self._reset_result(seed, options)
         return merge_by_mask(mask, new_state, state), merge_by_mask(mask, new_obs, obs), info
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -212,7 +202,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         else:
             _check_reset_mask(mask, self.num_envs)
             old_state, old_obs = self._state, self._obs
-        restore = self._grad_off()
+        restore = _grad_off(self._no_grad)
         try:
             state, obs, info = self._reset_batch(seed, options, mask, old_state, old_obs)
         finally:
@@ -246,7 +236,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 "reset(options={'reset_mask': mask}) before the next step"
             )
         elapsed = self._elapsed + 1
-        restore = self._grad_off()
+        restore = _grad_off(self._no_grad)
         try:
             if self._transform is None:
                 model_action = self._convert_action(actions, self._action_spec)
@@ -300,7 +290,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         """Frames of all envs as one batched NumPy array (``render_fn``'s, or
         the observation's ``image``/``pixels``/``rgb`` entry, or the observation)."""
         if self._render is not None:
-            restore = self._grad_off()
+            restore = _grad_off(self._no_grad)
             try:
                 frame = self._render(self._state, self._obs)
             finally:
