@@ -9,24 +9,33 @@ struct ActionSpec {
     PyObject* shape;
     Py_ssize_t size;
     PyObject* dtype;
-    long long low;
-    long long n;
+    PyObject* low;   // Python ints: the range check is exact at any magnitude
+    PyObject* high;  // low + n, owned by the caller's holder
+    bool discrete;
     PyObject* space_repr;
     PyObject* torch_dtype;
     PyObject* device;
     bool to_torch;
 };
 
-ActionSpec unpack(py::handle spec) {
+ActionSpec unpack(py::handle spec, py::object& high) {
     PyObject* s = spec.ptr();
     if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) != 9) throw py::type_error("action spec must be a 9-tuple or None");
     ActionSpec out;
     out.shape = PyTuple_GET_ITEM(s, 0);
     out.size = PyLong_AsSsize_t(PyTuple_GET_ITEM(s, 1));
+    if (out.size == -1 && PyErr_Occurred()) throw py::error_already_set();
     out.dtype = PyTuple_GET_ITEM(s, 2);
-    out.low = PyLong_AsLongLong(PyTuple_GET_ITEM(s, 3));
-    out.n = PyLong_AsLongLong(PyTuple_GET_ITEM(s, 4));
-    if (PyErr_Occurred()) throw py::error_already_set();
+    out.low = PyTuple_GET_ITEM(s, 3);
+    PyObject* n = PyTuple_GET_ITEM(s, 4);
+    int negative = PyObject_RichCompareBool(n, py::int_(0).ptr(), Py_LT);
+    if (negative < 0) throw py::error_already_set();
+    out.discrete = negative == 0;
+    out.high = nullptr;
+    if (out.discrete) {
+        high = steal(PyNumber_Add(out.low, n));
+        out.high = high.ptr();
+    }
     out.space_repr = PyTuple_GET_ITEM(s, 5);
     out.torch_dtype = PyTuple_GET_ITEM(s, 6);
     out.device = PyTuple_GET_ITEM(s, 7);
@@ -39,16 +48,20 @@ ActionSpec unpack(py::handle spec) {
                           " for " + std::string(py::str(spec.space_repr)) + ", got shape " + format_shape(shape));
 }
 
-// int(x.item()) checked against a Discrete space's range.
+bool compare(PyObject* a, PyObject* b, int op) {
+    int result = PyObject_RichCompareBool(a, b, op);
+    if (result < 0) throw py::error_already_set();
+    return result == 1;
+}
+
+// int(x.item()) checked against a Discrete space's range, in Python ints.
 void check_discrete(const ActionSpec& spec, py::handle x) {
     py::object value = steal(PyNumber_Long(call_method(x, refs().s_item).ptr()));
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
-    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
-    if (overflow != 0 || v < spec.low || v >= spec.low + spec.n) {
+    if (compare(value.ptr(), spec.low, Py_LT) || compare(value.ptr(), spec.high, Py_GE)) {
+        py::object last = steal(PyNumber_Subtract(spec.high, py::int_(1).ptr()));
         throw py::value_error("action " + std::string(py::str(value)) + " is outside " +
-                              std::string(py::str(spec.space_repr)) + " (valid: " + std::to_string(spec.low) +
-                              " to " + std::to_string(spec.low + spec.n - 1) + ")");
+                              std::string(py::str(spec.space_repr)) + " (valid: " + std::string(py::str(spec.low)) +
+                              " to " + std::string(py::str(last)) + ")");
     }
 }
 
@@ -64,7 +77,7 @@ py::object tensor_action(py::handle action, const ActionSpec& spec) {
     long long numel = PyLong_AsLongLong(call_method(tensor, r.s_numel).ptr());
     if (numel == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (numel != spec.size) wrong_count(spec, getattr(tensor, r.s_shape));
-    if (spec.n >= 0) check_discrete(spec, tensor);
+    if (spec.discrete) check_discrete(spec, tensor);
     if (!spec.to_torch) return borrow(action);
     // torch.Size is a tuple: equal to the spec's shape tuple when it matches.
     if (!same_shape(getattr(tensor, r.s_shape), spec.shape)) tensor = call_method(tensor, r.s_reshape, spec.shape);
@@ -80,7 +93,8 @@ py::object tensor_action(py::handle action, const ActionSpec& spec) {
 py::object convert_action(py::handle action, py::handle spec_obj) {
     if (spec_obj.is_none()) return borrow(action);
     Refs& r = refs();
-    const ActionSpec spec = unpack(spec_obj);
+    py::object high;
+    const ActionSpec spec = unpack(spec_obj, high);
     if (is_tensor(action)) return tensor_action(action, spec);
     py::object array;
     PyObject* p = action.ptr();
@@ -96,7 +110,7 @@ py::object convert_action(py::handle action, py::handle spec_obj) {
     Py_ssize_t size = 1;
     for (int i = 0; i < proxy->nd; ++i) size *= proxy->dimensions[i];
     if (size != spec.size) wrong_count(spec, getattr(array, r.s_shape));
-    if (spec.n >= 0) check_discrete(spec, array);
+    if (spec.discrete) check_discrete(spec, array);
     if (!spec.to_torch) return borrow(action);
     if (!same_shape(getattr(array, r.s_shape), spec.shape)) array = call_method(array, r.s_reshape, spec.shape);
     proxy = py::detail::array_proxy(array.ptr());

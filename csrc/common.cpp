@@ -31,6 +31,13 @@ void init_refs() {
     r.s_is_cpu = intern("is_cpu");
     r.s_cpu = intern("cpu");
     r.s_numpy = intern("numpy");
+    r.s_is_conj = intern("is_conj");
+    r.s_is_neg = intern("is_neg");
+    r.s_resolve_conj = intern("resolve_conj");
+    r.s_resolve_neg = intern("resolve_neg");
+    r.s_untyped_storage = intern("untyped_storage");
+    r.s_Tensor = intern("Tensor");
+    r.s_from_numpy = intern("from_numpy");
     r.s_numel = intern("numel");
     r.s_item = intern("item");
     r.s_shape = intern("shape");
@@ -61,18 +68,26 @@ void init_refs() {
 
 void set_torch(py::handle module) {
     Refs& r = refs();
-    // The old references are kept alive on purpose: arrays made earlier may
-    // still point at objects reached through them.
-    if (module.is_none()) {
-        r.tensor = nullptr;
-        r.from_numpy = nullptr;
-        r.to_dlpack = nullptr;
-        return;
+    PyObject* tensor = nullptr;
+    PyObject* from_numpy = nullptr;
+    if (!module.is_none()) {
+        // Checked before anything changes: a half-usable module leaves the
+        // previous registration whole.
+        py::object t = optional_attr(module, r.s_Tensor);
+        py::object f = optional_attr(module, r.s_from_numpy);
+        if (!PyType_Check(t.ptr()) || !PyCallable_Check(f.ptr())) {
+            throw py::type_error("set_torch needs the torch module or None, got " + std::string(py::repr(module)) +
+                                 ", which lacks a Tensor type or from_numpy");
+        }
+        tensor = t.release().ptr();
+        from_numpy = f.release().ptr();
     }
-    r.tensor = reinterpret_cast<PyTypeObject*>(py::object(module.attr("Tensor")).release().ptr());
-    r.from_numpy = py::object(module.attr("from_numpy")).release().ptr();
-    py::object dlpack = py::module_::import("torch.utils.dlpack");
-    r.to_dlpack = py::object(dlpack.attr("to_dlpack")).release().ptr();
+    PyObject* old_tensor = reinterpret_cast<PyObject*>(r.tensor);
+    PyObject* old_from_numpy = r.from_numpy;
+    r.tensor = reinterpret_cast<PyTypeObject*>(tensor);
+    r.from_numpy = from_numpy;
+    Py_XDECREF(old_tensor);
+    Py_XDECREF(old_from_numpy);
 }
 
 bool is_mapping(py::handle x) {
@@ -81,6 +96,29 @@ bool is_mapping(py::handle x) {
     if (result < 0) throw py::error_already_set();
     return result == 1;
 }
+
+bool has_attr(py::handle x, PyObject* name) {
+    PyObject* value = PyObject_GetAttr(x.ptr(), name);
+    if (value == nullptr) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
+        PyErr_Clear();
+        return false;
+    }
+    Py_DECREF(value);
+    return true;
+}
+
+py::object optional_attr(py::handle x, PyObject* name) {
+    PyObject* value = PyObject_GetAttr(x.ptr(), name);
+    if (value == nullptr) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
+        PyErr_Clear();
+        return py::none();
+    }
+    return py::reinterpret_steal<py::object>(value);
+}
+
+bool is_exact_ndarray(py::handle x) { return Py_TYPE(x.ptr()) == refs().ndarray; }
 
 bool truthy(py::handle x) {
     int result = PyObject_IsTrue(x.ptr());

@@ -19,16 +19,23 @@ struct Refs {
     PyObject* from_dlpack = nullptr;
     PyObject* np_shape = nullptr;
     PyObject* mapping_abc = nullptr;
-    // torch: set by set_torch(); null when torch is absent.
+    // torch: set by set_torch(); null when torch is absent. Owned references,
+    // released when another module is registered.
     PyTypeObject* tensor = nullptr;
     PyObject* from_numpy = nullptr;
-    PyObject* to_dlpack = nullptr;
     // Interned attribute and keyword names.
     PyObject* s_requires_grad = nullptr;
     PyObject* s_detach = nullptr;
     PyObject* s_is_cpu = nullptr;
     PyObject* s_cpu = nullptr;
     PyObject* s_numpy = nullptr;
+    PyObject* s_is_conj = nullptr;
+    PyObject* s_is_neg = nullptr;
+    PyObject* s_resolve_conj = nullptr;
+    PyObject* s_resolve_neg = nullptr;
+    PyObject* s_untyped_storage = nullptr;
+    PyObject* s_Tensor = nullptr;
+    PyObject* s_from_numpy = nullptr;
     PyObject* s_numel = nullptr;
     PyObject* s_item = nullptr;
     PyObject* s_shape = nullptr;
@@ -79,6 +86,12 @@ inline bool is_tensor(py::handle x) {
 }
 
 bool is_mapping(py::handle x);
+// hasattr(x, name): only AttributeError means "absent"; any other error raised
+// while looking the attribute up propagates.
+bool has_attr(py::handle x, PyObject* name);
+// getattr(x, name, None) with the same rule.
+py::object optional_attr(py::handle x, PyObject* name);
+bool is_exact_ndarray(py::handle x);
 bool truthy(py::handle x);
 py::object getattr(py::handle x, PyObject* name);
 py::object call_method(py::handle x, PyObject* name);

@@ -3,32 +3,96 @@
 #include "arrays.h"
 
 namespace wmenv {
+
+void too_deep() {
+    throw py::value_error("an observation nests containers more than " + std::to_string(kMaxDepth) +
+                          " levels deep; a list or dict that contains itself cannot be converted");
+}
+
+py::object snapshot(py::handle x) { return steal(PySequence_Tuple(x.ptr())); }
+
+HandOut::HandOut(py::handle handed_out) {
+    if (!PyList_CheckExact(handed_out.ptr())) {
+        throw py::type_error("handed_out must be a list or None, got " + type_name(handed_out));
+    }
+    previous_ = steal(PyList_AsTuple(handed_out.ptr()));
+    if (PyList_SetSlice(handed_out.ptr(), 0, PyList_GET_SIZE(handed_out.ptr()), nullptr) != 0) {
+        throw py::error_already_set();
+    }
+    current_ = handed_out.ptr();
+}
+
+bool HandOut::seen(py::handle arr) {
+    auto* a = py::detail::array_proxy(arr.ptr());
+    for (int i = 0; i < a->nd; ++i) {
+        if (a->dimensions[i] == 0) return false;
+    }
+    py::object address = steal(PyLong_FromVoidPtr(a->data));
+    if (PyList_Append(current_, address.ptr()) != 0) throw py::error_already_set();
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(previous_.ptr()); ++i) {
+        int equal = PyObject_RichCompareBool(address.ptr(), PyTuple_GET_ITEM(previous_.ptr(), i), Py_EQ);
+        if (equal < 0) throw py::error_already_set();
+        if (equal == 1) return true;
+    }
+    return false;
+}
+
 namespace {
 
-py::object to_numpy_tree(py::handle x) {
+// The twin's _pairs: mapping.items() as a tuple of checked (key, value) pairs.
+py::object pairs_of(py::handle mapping) {
+    py::object pairs = snapshot(call_method(mapping, refs().s_items));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pairs.ptr()); ++i) {
+        PyObject* pair = PyTuple_GET_ITEM(pairs.ptr(), i);
+        bool ok = (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) ||
+                  (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2);
+        if (!ok) {
+            throw py::type_error(type_name(mapping) + ".items() must give (key, value) pairs, got " +
+                                 std::string(py::repr(pair)));
+        }
+    }
+    return pairs;
+}
+
+PyObject* pair_item(PyObject* pair, Py_ssize_t i) {
+    return PyTuple_CheckExact(pair) ? PyTuple_GET_ITEM(pair, i) : PyList_GET_ITEM(pair, i);
+}
+
+py::object copy_array(py::handle arr) { return call_method(arr, refs().s_copy); }
+
+py::object to_numpy_tree(py::handle x, int depth, HandOut* hand_out) {
     if (x.is_none()) return py::none();
+    if (depth > kMaxDepth) too_deep();
     if (is_mapping(x)) {
+        py::object pairs = pairs_of(x);
         py::dict out;
-        py::object items = call_method(x, refs().s_items);
-        for (py::handle item : items) {
-            py::tuple pair = py::reinterpret_borrow<py::tuple>(item);
-            out[pair[0]] = to_numpy_tree(pair[1]);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pairs.ptr()); ++i) {
+            PyObject* pair = PyTuple_GET_ITEM(pairs.ptr(), i);
+            py::object key = borrow(pair_item(pair, 0));
+            py::object value = borrow(pair_item(pair, 1));  // held: the pair may be a list
+            py::object converted = to_numpy_tree(value, depth + 1, hand_out);
+            if (PyDict_SetItem(out.ptr(), key.ptr(), converted.ptr()) != 0) throw py::error_already_set();
         }
         return std::move(out);
     }
-    if (PyTuple_Check(x.ptr())) {
-        Py_ssize_t n = PyTuple_GET_SIZE(x.ptr());
-        py::tuple out(n);
-        for (Py_ssize_t i = 0; i < n; ++i) out[i] = to_numpy_tree(PyTuple_GET_ITEM(x.ptr(), i));
-        return std::move(out);
+    const bool is_tuple = PyTuple_Check(x.ptr());
+    if (is_tuple || PyList_Check(x.ptr())) {
+        py::object items = snapshot(x);  // a leaf's conversion may change the container
+        Py_ssize_t n = PyTuple_GET_SIZE(items.ptr());
+        py::object out = steal(is_tuple ? PyTuple_New(n) : PyList_New(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            py::object converted = to_numpy_tree(PyTuple_GET_ITEM(items.ptr(), i), depth + 1, hand_out);
+            if (is_tuple) {
+                PyTuple_SET_ITEM(out.ptr(), i, converted.release().ptr());
+            } else {
+                PyList_SET_ITEM(out.ptr(), i, converted.release().ptr());
+            }
+        }
+        return out;
     }
-    if (PyList_Check(x.ptr())) {
-        Py_ssize_t n = PyList_GET_SIZE(x.ptr());
-        py::list out(n);
-        for (Py_ssize_t i = 0; i < n; ++i) out[i] = to_numpy_tree(PyList_GET_ITEM(x.ptr(), i));
-        return std::move(out);
-    }
-    return to_numpy(x);
+    py::object arr = to_numpy(x);
+    if (hand_out != nullptr && hand_out->seen(arr)) arr = copy_array(arr);
+    return arr;
 }
 
 bool same_shape(py::handle array, py::handle expected) {
@@ -48,13 +112,9 @@ bool same_shape(py::handle array, py::handle expected) {
 py::object leaf_shape(py::handle x) {
     PyObject* p = x.ptr();
     if (PyBool_Check(p) || PyLong_Check(p) || PyFloat_Check(p)) return py::tuple(0);
-    PyObject* shape = PyObject_GetAttr(p, refs().s_shape);
-    if (shape == nullptr) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
-        PyErr_Clear();
-    } else if (shape != Py_None) {
-        py::object owned = py::reinterpret_steal<py::object>(shape);
-        PyObject* seq = PySequence_Tuple(shape);
+    py::object shape = optional_attr(x, refs().s_shape);
+    if (!shape.is_none()) {
+        PyObject* seq = PySequence_Tuple(shape.ptr());
         if (seq == nullptr) {
             if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
                 PyErr_Clear();
@@ -62,10 +122,11 @@ py::object leaf_shape(py::handle x) {
             }
             throw py::error_already_set();
         }
-        py::tuple dims = py::reinterpret_steal<py::tuple>(seq);
-        py::tuple out(dims.size());
-        for (size_t i = 0; i < dims.size(); ++i) {
-            PyObject* d = PyNumber_Long(dims[i].ptr());  // int(d)
+        py::object dims = py::reinterpret_steal<py::object>(seq);
+        Py_ssize_t n = PyTuple_GET_SIZE(seq);
+        py::object out = steal(PyTuple_New(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject* d = PyNumber_Long(PyTuple_GET_ITEM(seq, i));  // int(d)
             if (d == nullptr) {
                 if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
                     PyErr_Clear();
@@ -73,11 +134,9 @@ py::object leaf_shape(py::handle x) {
                 }
                 throw py::error_already_set();
             }
-            out[i] = py::reinterpret_steal<py::object>(d);
+            PyTuple_SET_ITEM(out.ptr(), i, d);
         }
-        return std::move(out);
-    } else {
-        Py_DECREF(shape);
+        return out;
     }
     if (PyList_Check(p) || PyTuple_Check(p)) {
         PyObject* result = PyObject_CallOneArg(refs().np_shape, p);
@@ -105,47 +164,29 @@ long spec_kind(py::handle spec) {
     if (PyTuple_CheckExact(s) && PyTuple_GET_SIZE(s) > 0) {
         PyObject* kind = PyTuple_GET_ITEM(s, 0);
         if (PyLong_CheckExact(kind)) {
-            long k = PyLong_AsLong(kind);
+            int overflow = 0;
+            long k = PyLong_AsLongAndOverflow(kind, &overflow);
             Py_ssize_t n = PyTuple_GET_SIZE(s);
-            if (k == 0 && n == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1)) &&
+            if (overflow == 0 && k == 0 && n == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1)) &&
                 py::isinstance<py::dtype>(PyTuple_GET_ITEM(s, 2))) {
                 return 0;
             }
-            if (k == 1 && n == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1)) &&
+            if (overflow == 0 && k == 1 && n == 3 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1)) &&
                 PyTuple_CheckExact(PyTuple_GET_ITEM(s, 2)) &&
                 PyTuple_GET_SIZE(PyTuple_GET_ITEM(s, 1)) == PyTuple_GET_SIZE(PyTuple_GET_ITEM(s, 2))) {
                 return 1;
             }
-            if (k == 2 && n == 2 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1))) return 2;
+            if (overflow == 0 && k == 2 && n == 2 && PyTuple_CheckExact(PyTuple_GET_ITEM(s, 1))) return 2;
         }
-        if (PyErr_Occurred()) PyErr_Clear();
     }
     throw py::type_error("observation spec must be None or a tuple made by wmenv._spaces.observation_spec, got " +
                          std::string(py::repr(spec)));
 }
 
-}  // namespace
-
-std::string Path::str() const {
-    if (root != nullptr) return *root;
-    std::string out = parent->str() + "[";
-    if (key != nullptr) {
-        out += std::string(py::repr(key));
-    } else {
-        out += std::to_string(index);
-    }
-    return out + "]";
-}
-
-py::object conform_observation(py::handle obs, py::handle spec, const std::string& root) {
-    Path path;
-    path.root = &root;
-    return conform_observation(obs, spec, path);
-}
-
-py::object conform_observation(py::handle obs, py::handle spec, const Path& path) {
+py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, HandOut* hand_out) {
     if (obs.is_none()) return py::none();
-    if (spec.is_none()) return to_numpy_tree(obs);
+    if (spec.is_none()) return to_numpy_tree(obs, depth, hand_out);
+    if (depth > kMaxDepth) too_deep();
     PyObject* s = spec.ptr();
     long kind = spec_kind(spec);
     if (kind == 0) {
@@ -155,10 +196,13 @@ py::object conform_observation(py::handle obs, py::handle spec, const Path& path
             throw py::value_error(path.str() + " must have shape " + format_shape(shape) + ", got " +
                                   format_shape(getattr(array, refs().s_shape)));
         }
+        const bool seen = hand_out != nullptr && hand_out->seen(array);
         PyObject* want = PyTuple_GET_ITEM(s, 2);
         PyObject* have = reinterpret_cast<PyObject*>(py::detail::array_proxy(array.ptr())->descr);
         if (have != want && !py::reinterpret_borrow<py::dtype>(have).equal(py::reinterpret_borrow<py::dtype>(want))) {
             array = call_method(array, refs().s_astype, want);
+        } else if (seen) {
+            array = copy_array(array);
         }
         return array;
     }
@@ -179,7 +223,8 @@ py::object conform_observation(py::handle obs, py::handle spec, const Path& path
             Path child;
             child.parent = &path;
             child.key = key;
-            PyDict_SetItem(out.ptr(), key, conform_observation(value, PyTuple_GET_ITEM(subs, i), child).ptr());
+            py::object converted = conform(value, PyTuple_GET_ITEM(subs, i), child, depth + 1, hand_out);
+            if (PyDict_SetItem(out.ptr(), key, converted.ptr()) != 0) throw py::error_already_set();
         }
         return std::move(out);
     }
@@ -187,25 +232,28 @@ py::object conform_observation(py::handle obs, py::handle spec, const Path& path
     if (!PyTuple_Check(obs.ptr()) && !PyList_Check(obs.ptr())) {
         throw py::type_error(path.str() + " must be a tuple for a Tuple space, got " + type_name(obs));
     }
-    py::object seq = steal(PySequence_Fast(obs.ptr(), "observation must be a sequence"));
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+    py::object items = snapshot(obs);
+    Py_ssize_t n = PyTuple_GET_SIZE(items.ptr());
     Py_ssize_t expected = PyTuple_GET_SIZE(subs);
     if (n != expected) {
         throw py::value_error(path.str() + " must have " + std::to_string(expected) + " items for a Tuple space, got " +
                               std::to_string(n));
     }
-    py::tuple out(n);
+    py::object out = steal(PyTuple_New(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
         Path child;
         child.parent = &path;
         child.index = i;
-        out[i] = conform_observation(PySequence_Fast_GET_ITEM(seq.ptr(), i), PyTuple_GET_ITEM(subs, i), child);
+        py::object converted = conform(PyTuple_GET_ITEM(items.ptr(), i), PyTuple_GET_ITEM(subs, i), child, depth + 1,
+                                       hand_out);
+        PyTuple_SET_ITEM(out.ptr(), i, converted.release().ptr());
     }
-    return std::move(out);
+    return out;
 }
 
-bool matches_structure(py::handle x, py::handle spec) {
+bool matches(py::handle x, py::handle spec, int depth) {
     if (spec.is_none()) return true;
+    if (depth > kMaxDepth) too_deep();
     PyObject* s = spec.ptr();
     long kind = spec_kind(spec);
     if (kind == 0) {
@@ -222,19 +270,42 @@ bool matches_structure(py::handle x, py::handle spec) {
             PyObject* key = PyTuple_GET_ITEM(keys, i);
             if (!contains(x, key)) return false;
             py::object value = steal(PyObject_GetItem(x.ptr(), key));
-            if (!matches_structure(value, PyTuple_GET_ITEM(subs, i))) return false;
+            if (!matches(value, PyTuple_GET_ITEM(subs, i), depth + 1)) return false;
         }
         return true;
     }
     if (!PyTuple_Check(x.ptr()) && !PyList_Check(x.ptr())) return false;
     PyObject* subs = PyTuple_GET_ITEM(s, 1);
-    Py_ssize_t n = PySequence_Size(x.ptr());
+    py::object items = snapshot(x);
+    Py_ssize_t n = PyTuple_GET_SIZE(items.ptr());
     if (n != PyTuple_GET_SIZE(subs)) return false;
     for (Py_ssize_t i = 0; i < n; ++i) {
-        py::object item = steal(PySequence_GetItem(x.ptr(), i));
-        if (!matches_structure(item, PyTuple_GET_ITEM(subs, i))) return false;
+        if (!matches(PyTuple_GET_ITEM(items.ptr(), i), PyTuple_GET_ITEM(subs, i), depth + 1)) return false;
     }
     return true;
 }
+
+}  // namespace
+
+std::string Path::str() const {
+    if (root != nullptr) return *root;
+    std::string out = parent->str() + "[";
+    if (key != nullptr) {
+        out += std::string(py::repr(key));
+    } else {
+        out += std::to_string(index);
+    }
+    return out + "]";
+}
+
+py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out) {
+    Path path;
+    path.root = &root;
+    if (handed_out.is_none()) return conform(obs, spec, path, 0, nullptr);
+    HandOut hand_out(handed_out);
+    return conform(obs, spec, path, 0, &hand_out);
+}
+
+bool matches_structure(py::handle x, py::handle spec) { return matches(x, spec, 0); }
 
 }  // namespace wmenv

@@ -17,8 +17,28 @@ struct Path {
     std::string str() const;
 };
 
-py::object conform_observation(py::handle obs, py::handle spec, const Path& path);
-py::object conform_observation(py::handle obs, py::handle spec, const std::string& root);
+// The memory handed out by the previous conversion and by this one (the
+// twin's _HandOut): a leaf viewing memory handed out last time is copied.
+class HandOut {
+public:
+    explicit HandOut(py::handle handed_out);
+    // Records arr's address; true when the previous call handed it out too.
+    bool seen(py::handle arr);
+
+private:
+    py::object previous_;  // tuple of int
+    PyObject* current_;    // the caller's list, refilled
+};
+
+// handed_out: None or the caller's list of addresses (see conform_observation).
+py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out);
 bool matches_structure(py::handle x, py::handle spec);
+
+// Observation-tree nesting limit: deeper is a ValueError, never a stack overflow.
+inline constexpr int kMaxDepth = 64;
+[[noreturn]] void too_deep();
+
+// tuple(x): a snapshot read through x's own iteration (an exact tuple as is).
+py::object snapshot(py::handle x);
 
 }  // namespace wmenv

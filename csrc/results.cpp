@@ -60,6 +60,13 @@ py::dict info_dict(py::handle info) {
     return out;
 }
 
+// info.setdefault(key, value) on a dict wmenv made.
+void set_default(py::dict& info, PyObject* key, py::handle value) {
+    int found = PyDict_Contains(info.ptr(), key);
+    if (found < 0) throw py::error_already_set();
+    if (found == 0 && PyDict_SetItem(info.ptr(), key, value.ptr()) != 0) throw py::error_already_set();
+}
+
 py::object call3(py::handle fn, py::handle a, py::handle b, py::handle c) {
     PyObject* args[] = {a.ptr(), b.ptr(), c.ptr()};
     return steal(PyObject_Vectorcall(fn.ptr(), args, 3, nullptr));
@@ -78,8 +85,10 @@ RawStep parse_step_raw(py::handle result, py::handle state) {
                &truncated = raw.truncated, &info = raw.info;
     PyObject* p = result.ptr();
     if (PyTuple_Check(p)) {
-        Py_ssize_t n = PyTuple_GET_SIZE(p);
-        auto at = [p](Py_ssize_t i) { return borrow(PyTuple_GET_ITEM(p, i)); };
+        py::object items = snapshot(result);  // a subclass is read through its own iteration, once
+        PyObject* t = items.ptr();
+        Py_ssize_t n = PyTuple_GET_SIZE(t);
+        auto at = [t](Py_ssize_t i) { return borrow(PyTuple_GET_ITEM(t, i)); };
         if (n == 5) {
             obs = at(0), reward = at(1), terminated = at(2), truncated = at(3), info = at(4);
             next_state = state_from_info(info, obs);
@@ -134,7 +143,7 @@ py::tuple parse_step(py::handle result, py::handle state) {
 
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
-                         bool info_model_state) {
+                         bool info_model_state, py::handle handed_out) {
     Refs& r = refs();
     RawStep raw = parse_step_raw(result, state);
     py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
@@ -149,13 +158,9 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
     py::object terminated_value = as_flag(terminated, "terminated");
     py::object truncated_value = truncated.is_none() ? py::object(py::bool_(false)) : as_flag(truncated, "truncated");
     py::dict info_value = info_dict(info);
-    if (info_model_state && PyDict_Contains(info_value.ptr(), r.s_model_state) == 0) {
-        PyDict_SetItem(info_value.ptr(), r.s_model_state, next_state.ptr());
-    }
-    if (PyDict_Contains(info_value.ptr(), r.s_elapsed_steps) == 0) {
-        PyDict_SetItem(info_value.ptr(), r.s_elapsed_steps, elapsed_steps.ptr());
-    }
-    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot);
+    if (info_model_state) set_default(info_value, r.s_model_state, next_state);
+    set_default(info_value, r.s_elapsed_steps, elapsed_steps);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out);
     PyObject* out = PyTuple_New(6);
     if (out == nullptr) throw py::error_already_set();
     PyTuple_SET_ITEM(out, 0, next_state.release().ptr());
@@ -168,7 +173,8 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
 }
 
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
-                               py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs) {
+                               py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
+                               py::handle handed_out) {
     static PyObject* float32 = py::dtype("float32").release().ptr();
     static PyObject* boolean = py::dtype("bool").release().ptr();
     RawStep raw = parse_step_raw(result, state);
@@ -188,15 +194,17 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
     py::object terminated = as_batch(raw.terminated, num_envs, boolean, "terminated");
     py::object truncated = as_batch(raw.truncated, num_envs, boolean, "truncated");
     py::dict info = info_dict(raw.info);
-    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot);
+    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot, handed_out);
     return py::make_tuple(raw.next_state, obs, reward, terminated, truncated, info);
 }
 
-py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs) {
+py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs,
+                          py::handle handed_out) {
     Refs& r = refs();
     py::object state = borrow(default_state), obs, info = py::none();
-    PyObject* p = result.ptr();
-    if (PyTuple_Check(p)) {
+    if (PyTuple_Check(result.ptr())) {
+        py::object items = snapshot(result);
+        PyObject* p = items.ptr();
         Py_ssize_t n = PyTuple_GET_SIZE(p);
         if (n == 2) {
             py::handle first = PyTuple_GET_ITEM(p, 0), second = PyTuple_GET_ITEM(p, 1);
@@ -223,7 +231,7 @@ py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle def
     }
     if (state.is_none()) state = obs;
     py::dict info_value = info_dict(info);
-    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out);
     return py::make_tuple(state, obs_value, info_value);
 }
 

@@ -41,11 +41,15 @@ py::object as_reward(py::handle x) {
     PyObject* p = x.ptr();
     if (PyFloat_CheckExact(p)) return borrow(x);
     if (PyLong_CheckExact(p) || PyBool_Check(p)) return steal(PyNumber_Float(p));
-    if (is_tensor(x) && !truthy(getattr(x, refs().s_requires_grad))) {
-        // float(t) reads a one-element tensor in one call, with the value
-        // item() would give; any failure goes the twin's way for its error.
-        PyObject* value = PyNumber_Float(p);
-        if (value != nullptr) return steal(value);
+    if (Py_TYPE(p) == refs().tensor && !truthy(getattr(x, refs().s_requires_grad))) {
+        // float(t.item()): what the twin computes for a one-element tensor (a
+        // complex one included, which float() refuses); any failure of item()
+        // goes the twin's way for its error.
+        PyObject* value = PyObject_CallMethodNoArgs(p, refs().s_item);
+        if (value != nullptr) {
+            py::object item = py::reinterpret_steal<py::object>(value);
+            return steal(PyNumber_Float(item.ptr()));
+        }
         PyErr_Clear();
     }
     return steal(PyNumber_Float(one_element(x, "reward").ptr()));
@@ -53,7 +57,7 @@ py::object as_reward(py::handle x) {
 
 py::object as_flag(py::handle x, const std::string& name) {
     if (PyBool_Check(x.ptr())) return borrow(x);
-    if (is_tensor(x) && !truthy(getattr(x, refs().s_requires_grad))) {
+    if (Py_TYPE(x.ptr()) == refs().tensor && !truthy(getattr(x, refs().s_requires_grad))) {
         int value = PyObject_IsTrue(x.ptr());  // bool(t), as bool(t.item())
         if (value >= 0) return py::bool_(value == 1);
         PyErr_Clear();

@@ -71,8 +71,9 @@ def test_stub_matches_the_twin():
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             args = node.args
-            defaults = [None] * (len(args.args) - len(args.defaults)) + [ast.literal_eval(d) for d in args.defaults]
-            stubbed[node.name] = [(a.arg, None if d is None else repr(d)) for a, d in zip(args.args, defaults)]
+            given = [repr(ast.literal_eval(d)) for d in args.defaults]
+            defaults = [None] * (len(args.args) - len(args.defaults)) + given
+            stubbed[node.name] = list(zip((a.arg for a in args.args), defaults))
     functions = {n: python_parameters(getattr(_core_py, n)) for n in _core_py.__all__ if callable(getattr(_core_py, n))}
     assert stubbed == functions
     assert (Path(wmenv.__file__).with_name("py.typed")).exists()

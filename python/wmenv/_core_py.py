@@ -62,18 +62,57 @@ _DLPACK_CPU = 1
 
 
 def set_torch(module) -> None:
-    """Registers the torch module (or ``None``) whose tensors get fast paths."""
+    """Registers the torch module (or ``None``) whose tensors get fast paths.
+
+    The module is checked before anything changes: one without a ``Tensor``
+    type and a callable ``from_numpy`` is a ``TypeError`` and leaves the
+    previous registration in place.
+    """
     global _Tensor, _from_numpy
     if module is None:
         _Tensor = None
         _from_numpy = None
-    else:
-        _Tensor = module.Tensor
-        _from_numpy = module.from_numpy
+        return
+    tensor = getattr(module, "Tensor", None)
+    from_numpy = getattr(module, "from_numpy", None)
+    if not isinstance(tensor, type) or not callable(from_numpy):
+        raise TypeError(
+            f"set_torch needs the torch module or None, got {module!r}, which lacks a Tensor type or from_numpy"
+        )
+    _Tensor = tensor
+    _from_numpy = from_numpy
 
 
 def _format_shape(shape) -> str:
     return str(tuple(int(d) for d in shape))
+
+
+def _tensor_to_numpy(x):
+    """A CPU view of a tensor whose owner is a fresh tensor object over the same
+    storage (so that no later ``set_``/``.data =`` on ``x`` frees the memory;
+    ``.numpy()`` makes the storage non-resizable, so ``resize_`` cannot either).
+    Conjugate and negative views are resolved (a copy) so values are right."""
+    name = type(x).__name__
+    x = x.detach()
+    if not x.is_cpu:
+        x = x.cpu()
+    if x.is_conj():
+        x = x.resolve_conj()
+    if x.is_neg():
+        x = x.resolve_neg()
+    arr = x.numpy()
+    if type(arr) is not _NDArray:
+        raise TypeError(f"{name}.numpy() returned a {type(arr).__name__}, not a numpy.ndarray")
+    return arr
+
+
+def _dlpack_device(x):
+    device = x.__dlpack_device__()
+    if type(device) is not tuple or len(device) != 2:
+        raise TypeError(
+            f"{type(x).__name__}.__dlpack_device__() must return a (device_type, device_id) tuple, got {device!r}"
+        )
+    return device[0]
 
 
 def to_numpy(x):
@@ -82,29 +121,76 @@ def to_numpy(x):
     if type(x) is _NDArray:
         return x
     if _Tensor is not None and isinstance(x, _Tensor):
-        if x.requires_grad:
-            x = x.detach()
-        if not x.is_cpu:
-            x = x.cpu()
-        return x.numpy()
+        return _tensor_to_numpy(x)
     if isinstance(x, _NDArray):
         return x
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
-        if x.__dlpack_device__()[0] == _DLPACK_CPU:
+        if _dlpack_device(x) == _DLPACK_CPU:
             return np.from_dlpack(x)
     return _asarray(x)
 
 
-def _to_numpy_tree(x):
+_MAX_DEPTH = 64
+_TOO_DEEP = (
+    f"an observation nests containers more than {_MAX_DEPTH} levels deep; "
+    "a list or dict that contains itself cannot be converted"
+)
+
+
+def _pairs(mapping):
+    """A snapshot of ``mapping.items()``, each checked to be a (key, value) pair."""
+    pairs = tuple(mapping.items())
+    for pair in pairs:
+        if (type(pair) is not tuple and type(pair) is not list) or len(pair) != 2:
+            raise TypeError(f"{type(mapping).__name__}.items() must give (key, value) pairs, got {pair!r}")
+    return pairs
+
+
+def _address(arr):
+    """Where a non-empty array's data starts, or 0 for an empty one."""
+    return arr.__array_interface__["data"][0] if arr.size else 0
+
+
+class _HandOut:
+    """The memory addresses of the previous conversion, and this one's.
+
+    ``handed_out`` (a list) holds the addresses the previous call handed out;
+    a leaf whose memory starts at one of them is the model's in-place update
+    of what the user already holds, so it is copied. The list then holds this
+    call's addresses (of the memory the model returned, copied or not)."""
+
+    __slots__ = ("previous", "current")
+
+    def __init__(self, handed_out):
+        if type(handed_out) is not list:
+            raise TypeError(f"handed_out must be a list or None, got {type(handed_out).__name__}")
+        self.previous = tuple(handed_out)
+        handed_out.clear()
+        self.current = handed_out
+
+    def seen(self, arr) -> bool:
+        address = _address(arr)
+        if not address:
+            return False
+        self.current.append(address)
+        return address in self.previous
+
+
+def _to_numpy_tree(x, depth, hand_out):
     if x is None:
         return None
+    if depth > _MAX_DEPTH:
+        raise ValueError(_TOO_DEEP)
     if isinstance(x, Mapping):
-        return {k: _to_numpy_tree(v) for k, v in x.items()}
+        return {k: _to_numpy_tree(v, depth + 1, hand_out) for k, v in _pairs(x)}
     if isinstance(x, tuple):
-        return tuple(_to_numpy_tree(v) for v in x)
+        return tuple([_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)])
     if isinstance(x, list):
-        return [_to_numpy_tree(v) for v in x]
-    return to_numpy(x)
+        return [_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)]
+    arr = to_numpy(x)
+    if hand_out is not None and hand_out.seen(arr):
+        arr = arr.copy()
+    return arr
 
 
 _checked_specs: dict = {}  # id -> spec: specs live as long as their env, so check each once
@@ -135,17 +221,27 @@ def _check_spec(spec) -> int:
     raise TypeError(f"observation spec must be None or a tuple made by wmenv._spaces.observation_spec, got {spec!r}")
 
 
-def conform_observation(obs, spec, path: str = "observation"):
+def conform_observation(obs, spec, path: str = "observation", handed_out=None):
     """Converts ``obs`` to NumPy and makes it fit ``spec``.
 
     Array leaves are cast to the spec's dtype; a shape that differs raises
     ``ValueError`` naming both shapes. ``None`` passes through (the caller
-    samples the space).
+    samples the space). ``handed_out``, when given, is a list of the memory
+    addresses the previous call handed out: a leaf viewing one of them again
+    (a model that updates its tensor in place) is copied, and the list is
+    replaced by this call's addresses.
     """
+    hand_out = None if handed_out is None else _HandOut(handed_out)
+    return _conform(obs, spec, path, 0, hand_out)
+
+
+def _conform(obs, spec, path, depth, hand_out):
     if obs is None:
         return None
     if spec is None:
-        return _to_numpy_tree(obs)
+        return _to_numpy_tree(obs, depth, hand_out)
+    if depth > _MAX_DEPTH:
+        raise ValueError(_TOO_DEEP)
     kind = _spec_kind(spec)
     if kind == 0:
         arr = to_numpy(obs)
@@ -153,8 +249,11 @@ def conform_observation(obs, spec, path: str = "observation"):
             raise ValueError(
                 f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
             )
+        seen = hand_out is not None and hand_out.seen(arr)
         if arr.dtype != spec[2]:
             arr = arr.astype(spec[2])
+        elif seen:
+            arr = arr.copy()
         return arr
     if kind == 1:
         if not isinstance(obs, Mapping):
@@ -163,14 +262,16 @@ def conform_observation(obs, spec, path: str = "observation"):
         for key, sub in zip(spec[1], spec[2]):
             if key not in obs:
                 raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
-            out[key] = conform_observation(obs[key], sub, f"{path}[{key!r}]")
+            out[key] = _conform(obs[key], sub, f"{path}[{key!r}]", depth + 1, hand_out)
         return out
     subs = spec[1]
     if not isinstance(obs, (tuple, list)):
         raise TypeError(f"{path} must be a tuple for a Tuple space, got {type(obs).__name__}")
-    if len(obs) != len(subs):
-        raise ValueError(f"{path} must have {len(subs)} items for a Tuple space, got {len(obs)}")
-    return tuple(conform_observation(item, sub, f"{path}[{i}]") for i, (item, sub) in enumerate(zip(obs, subs)))
+    items = tuple(obs)
+    if len(items) != len(subs):
+        raise ValueError(f"{path} must have {len(subs)} items for a Tuple space, got {len(items)}")
+    return tuple([_conform(item, sub, f"{path}[{i}]", depth + 1, hand_out)
+                  for i, (item, sub) in enumerate(zip(items, subs))])
 
 
 def _leaf_shape(x):
@@ -193,20 +294,33 @@ def _leaf_shape(x):
 def matches_structure(x, spec) -> bool:
     """True when ``x`` has the structure and shape of ``spec`` (dtype and
     bounds are not looked at)."""
+    return _matches(x, spec, 0)
+
+
+def _matches(x, spec, depth):
     if spec is None:
         return True
+    if depth > _MAX_DEPTH:
+        raise ValueError(_TOO_DEEP)
     kind = _spec_kind(spec)
     if kind == 0:
         return _leaf_shape(x) == spec[1]
     if kind == 1:
-        return isinstance(x, Mapping) and all(
-            k in x and matches_structure(x[k], s) for k, s in zip(spec[1], spec[2])
-        )
-    return (
-        isinstance(x, (tuple, list))
-        and len(x) == len(spec[1])
-        and all(matches_structure(v, s) for v, s in zip(x, spec[1]))
-    )
+        if not isinstance(x, Mapping):
+            return False
+        for key, sub in zip(spec[1], spec[2]):
+            if key not in x or not _matches(x[key], sub, depth + 1):
+                return False
+        return True
+    if not isinstance(x, (tuple, list)):
+        return False
+    items = tuple(x)
+    if len(items) != len(spec[1]):
+        return False
+    for item, sub in zip(items, spec[1]):
+        if not _matches(item, sub, depth + 1):
+            return False
+    return True
 
 
 def _one_element(x, name):
@@ -267,6 +381,8 @@ def parse_step(result, state):
     reward = terminated = info = None
     truncated = False
     if isinstance(result, tuple):
+        if type(result) is not tuple:
+            result = tuple(result)  # a subclass is read through its own iteration, once
         n = len(result)
         if n == 5:
             obs, reward, terminated, truncated, info = result
@@ -303,7 +419,9 @@ def parse_step(result, state):
     return next_state, obs, reward, terminated, truncated, info
 
 
-def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elapsed_steps, info_model_state):
+def normalize_step(
+    result, state, action, obs_spec, reward_fn, terminal_fn, elapsed_steps, info_model_state, handed_out=None
+):
     """Parses one transition result into
     ``(next_state, obs, reward, terminated, truncated, info)``.
 
@@ -311,6 +429,7 @@ def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elap
     ``(next_state, raw_observation, action)``; they run only when the result
     carries no reward or termination. ``info`` is a new dict holding
     ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
+    ``handed_out`` is :func:`conform_observation`'s.
     """
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
@@ -325,7 +444,7 @@ def normalize_step(result, state, action, obs_spec, reward_fn, terminal_fn, elap
         info["model_state"] = next_state
     if "elapsed_steps" not in info:
         info["elapsed_steps"] = elapsed_steps
-    obs = conform_observation(obs, obs_spec)
+    obs = conform_observation(obs, obs_spec, "observation", handed_out)
     return next_state, obs, reward, terminated, truncated, info
 
 
@@ -342,11 +461,12 @@ def as_batch(x, num_envs: int, dtype, name: str):
     return arr.reshape(num_envs).astype(dtype)
 
 
-def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn, num_envs):
+def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out=None):
     """Parses a batched transition result into ``(next_state, obs, reward,
     terminated, truncated, info)``: ``reward`` a new ``float32`` array and the
     flags new ``bool`` arrays of shape ``(num_envs,)``, ``obs`` conformed to
-    the batched ``obs_spec``, ``info`` a new dict."""
+    the batched ``obs_spec``, ``info`` a new dict; ``handed_out`` is
+    :func:`conform_observation`'s."""
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
         reward = _zeros(num_envs, _FLOAT32) if reward_fn is None else reward_fn(next_state, obs, action)
@@ -358,20 +478,23 @@ def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn
     terminated = as_batch(terminated, num_envs, _BOOL, "terminated")
     truncated = as_batch(truncated, num_envs, _BOOL, "truncated")
     info = _info_dict(info)
-    obs = conform_observation(obs, obs_spec)
+    obs = conform_observation(obs, obs_spec, "observation", handed_out)
     return next_state, obs, reward, terminated, truncated, info
 
 
-def normalize_reset(result, obs_spec, default_state, default_obs):
+def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=None):
     """Parses a reset result into ``(state, obs, info)``.
 
     A state the result does not carry is ``default_state``, or the raw
     observation when that is ``None``; an observation it does not carry is
     ``default_obs``. ``obs`` is ``None`` when none is known (the caller samples).
+    ``handed_out`` is :func:`conform_observation`'s.
     """
     state = default_state
     info = None
     if isinstance(result, tuple):
+        if type(result) is not tuple:
+            result = tuple(result)
         n = len(result)
         if n == 2:
             first, second = result
@@ -395,7 +518,7 @@ def normalize_reset(result, obs_spec, default_state, default_obs):
     if state is None:
         state = obs
     info = _info_dict(info)
-    return state, conform_observation(obs, obs_spec), info
+    return state, conform_observation(obs, obs_spec, "observation", handed_out), info
 
 
 def _action_error(size, space_repr, shape):

@@ -107,6 +107,10 @@ class _AdapterHost:
         self.grad = bool(self.grad)
         self.backend = _backend.DEFAULT if self.backend is None else self.backend
         self._closed = False
+        # Addresses of the memory the last observation came from: the model
+        # handing the same memory back (an in-place update) gets it copied, so
+        # no observation a user keeps changes under them.
+        self._handed_out = []
         # Results come back from a device through one synchronisation per step
         # when the model runs there: known from `device`, or seen in a reset's state.
         self._on_device = _torch is not None and self.device is not None and _torch.device(self.device).type != "cpu"
@@ -134,7 +138,9 @@ class _AdapterHost:
             result = (self.initial_state, self.initial_observation, None)
         else:
             result = self._reset_call(seed, options)
-        state, obs, info = self._normalize_reset(result, self._obs_spec, self.initial_state, self.initial_observation)
+        state, obs, info = self._normalize_reset(
+            result, self._obs_spec, self.initial_state, self.initial_observation, self._handed_out
+        )
         if obs is None:
             obs = self.observation_space.sample()
             if state is None:
@@ -285,7 +291,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                 result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
             state, obs, reward, terminated, truncated, info = self._normalize_step(
                 result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, elapsed,
-                self.info_model_state,
+                self.info_model_state, self._handed_out,
             )
         finally:
             if restore:

@@ -249,7 +249,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             if self._stage:
                 result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
             state, obs, reward, terminated, truncated, info = self._normalize_step_batch(
-                result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, self.num_envs
+                result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, self.num_envs,
+                self._handed_out,
             )
             if self.max_episode_steps is not None:
                 truncated |= elapsed >= self.max_episode_steps
