@@ -3,9 +3,11 @@
 Three models, each timed in the same run, interleaved, for every backend that
 loads and for a hand-written env written for that model alone:
 
-* precomputed: returns the same torch tensors every step (wrapper overhead only)
+* precomputed: returns precomputed tensors, alternating two sets (wrapper overhead only)
 * mlp:         a small MLP (hidden 64) predicting state, reward, termination
-* image:       returns a precomputed 3x64x64 uint8 image observation
+* image:       returns precomputed 3x64x64 uint8 image observations (two sets)
+* in_place, in_place_image: the same tensors every step, which wmenv copies
+  (the aliasing rule); the difference to the two-set case is the copy's cost
 
 Prints one JSON line per case and a table of ratios (lower is better; 1.0
 means as fast as the hand-written env).
@@ -31,16 +33,23 @@ torch.set_num_threads(1)
 
 
 class Precomputed:
-    """A model that returns the same precomputed tensors every step."""
+    """A model that returns precomputed tensors, alternating between ``sets``
+    of them (two, by default: a model's fresh tensors are never the memory
+    handed out the step before; one set measures wmenv's in-place copy)."""
 
-    def __init__(self, obs):
-        self.out = {"state": obs, "observation": obs, "reward": torch.tensor(0.5), "terminated": torch.tensor(False)}
+    def __init__(self, obs, sets=2):
+        self.outs = [
+            {"state": o, "observation": o, "reward": torch.tensor(0.5), "terminated": torch.tensor(False)}
+            for o in [obs] + [obs.clone() for _ in range(sets - 1)]
+        ]
+        self.i = 0
 
     def __call__(self, state, action):
-        return self.out
+        self.i += 1
+        return self.outs[self.i % len(self.outs)]
 
     def reset(self, seed=None, options=None):
-        return self.out["state"], self.out["observation"]
+        return self.outs[0]["state"], self.outs[0]["observation"]
 
 
 class MLP(nn.Module):
@@ -88,6 +97,12 @@ CASES = {
     "mlp": lambda: (MLP(), gym.spaces.Box(-1, 1, (4,), np.float32)),
     "image": lambda: (
         Precomputed(torch.zeros(3, 64, 64, dtype=torch.uint8)),
+        gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
+    ),
+    # the same tensors every step: wmenv copies them (the aliasing rule)
+    "in_place": lambda: (Precomputed(torch.zeros(4), sets=1), gym.spaces.Box(-1, 1, (4,), np.float32)),
+    "in_place_image": lambda: (
+        Precomputed(torch.zeros(3, 64, 64, dtype=torch.uint8), sets=1),
         gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
     ),
 }

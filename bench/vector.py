@@ -78,17 +78,33 @@ def measure(num_envs, seconds, backends):
     results["raw"] = rate(raw, seconds) * num_envs
 
     for name in backends:
-        env = WorldModelVectorEnv(model, num_envs, OBS, ACT, backend=name, max_episode_steps=200,
-                                  initial_state=torch.zeros(num_envs, OBS_DIM),
-                                  initial_observation=torch.zeros(num_envs, OBS_DIM))
+        env = WorldModelVectorEnv(
+            model,
+            num_envs,
+            OBS,
+            ACT,
+            backend=name,
+            max_episode_steps=200,
+            initial_state=torch.zeros(num_envs, OBS_DIM),
+            initial_observation=torch.zeros(num_envs, OBS_DIM),
+        )
         env.reset(seed=0)
         results[name] = rate(lambda env=env: env.step(actions), seconds) * num_envs
 
-    sync = gym.vector.SyncVectorEnv([
-        lambda: WorldModelEnv(model, OBS, ACT, max_episode_steps=200, initial_state=torch.zeros(OBS_DIM),
-                              initial_observation=torch.zeros(OBS_DIM), info_model_state=False)
-        for _ in range(num_envs)
-    ])
+    sync = gym.vector.SyncVectorEnv(
+        [
+            lambda: WorldModelEnv(
+                model,
+                OBS,
+                ACT,
+                max_episode_steps=200,
+                initial_state=torch.zeros(OBS_DIM),
+                initial_observation=torch.zeros(OBS_DIM),
+                info_model_state=False,
+            )
+            for _ in range(num_envs)
+        ]
+    )
     sync.reset(seed=0)
     results["sync"] = rate(lambda: sync.step(actions), seconds) * num_envs
     return results
@@ -111,8 +127,11 @@ def main():
         print(json.dumps(row), flush=True)
     print()
     print(f"wmenv {wmenv.__version__}, torch {torch.__version__}, one torch thread, MLP hidden 128")
-    print(" | ".join(["num_envs", "raw", *backends, "sync", *[f"{b}/sync" for b in backends],
-                      *[f"{b}/raw" for b in backends]]))
+    print(
+        " | ".join(
+            ["num_envs", "raw", *backends, "sync", *[f"{b}/sync" for b in backends], *[f"{b}/raw" for b in backends]]
+        )
+    )
     for row in rows:
         s = row["env_steps_per_s"]
         cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends], f"{s['sync']:,}"]

@@ -35,13 +35,13 @@ def test_uninspectable_really_is():
 @pytest.mark.parametrize(
     "make_fn, expected",
     [
-        (lambda log: (lambda: log.append(()) or OBS), 0),
-        (lambda log: (lambda m: log.append((m,)) or OBS), 1),
-        (lambda log: (lambda m, seed: log.append((m, seed)) or OBS), 2),
-        (lambda log: (lambda m, seed, options: log.append((m, seed, options)) or OBS), 3),
-        (lambda log: (lambda *args: log.append(args) or OBS), 3),
+        (lambda log: lambda: log.append(()) or OBS, 0),
+        (lambda log: lambda m: log.append((m,)) or OBS, 1),
+        (lambda log: lambda m, seed: log.append((m, seed)) or OBS, 2),
+        (lambda log: lambda m, seed, options: log.append((m, seed, options)) or OBS, 3),
+        (lambda log: lambda *args: log.append(args) or OBS, 3),
         (lambda log: Uninspectable(lambda *args: log.append(args) or OBS), 3),
-        (lambda log: (lambda m, seed=None, options=None, extra=None: log.append((m, seed, options)) or OBS), 3),
+        (lambda log: lambda m, seed=None, options=None, extra=None: log.append((m, seed, options)) or OBS, 3),
     ],
 )
 def test_reset_fn_arity(make_env, make_fn, expected):
@@ -55,10 +55,10 @@ def test_reset_fn_arity(make_env, make_fn, expected):
 @pytest.mark.parametrize(
     "make_fn, expected",
     [
-        (lambda log: (lambda m: log.append((m,)) or OBS), 1),
-        (lambda log: (lambda m, s: log.append((m, s)) or OBS), 2),
-        (lambda log: (lambda m, s, a: log.append((m, s, a)) or OBS), 3),
-        (lambda log: (lambda *args: log.append(args) or OBS), 3),
+        (lambda log: lambda m: log.append((m,)) or OBS, 1),
+        (lambda log: lambda m, s: log.append((m, s)) or OBS, 2),
+        (lambda log: lambda m, s, a: log.append((m, s, a)) or OBS, 3),
+        (lambda log: lambda *args: log.append(args) or OBS, 3),
         (lambda log: Uninspectable(lambda *args: log.append(args) or OBS), 3),
     ],
 )
@@ -87,8 +87,9 @@ def test_reward_and_terminal_fn_arity(make_env, arity):
         return eval(f"lambda {params}: log.append(({params},)) or value", {"log": log, "value": value})
 
     model = Recorder(result=("next", np.ones(2, np.float32)))
-    env = make_env(model, BOX2, ACT1, reward_fn=make(rewards, 1.5), terminal_fn=make(terminals, True),
-                   torch_actions=False)
+    env = make_env(
+        model, BOX2, ACT1, reward_fn=make(rewards, 1.5), terminal_fn=make(terminals, True), torch_actions=False
+    )
     env.reset()
     _, reward, terminated, _, _ = env.step(ACTION)
     assert reward == 1.5 and terminated is True
@@ -157,10 +158,16 @@ def test_signatures_are_inspected_once(make_env, monkeypatch):
     calls = []
     real = inspect.signature
     monkeypatch.setattr(inspect, "signature", lambda *a, **k: calls.append(a) or real(*a, **k))
-    env = make_env(Recorder(result=lambda s, a: (s, OBS)), BOX2, ACT1,
-                   reward_fn=lambda m, s: 1.0, terminal_fn=lambda m: False,
-                   render_fn=lambda m, s, o: OBS, action_transform_fn=lambda m, a: a,
-                   reset_fn=lambda m, seed: OBS)
+    env = make_env(
+        Recorder(result=lambda s, a: (s, OBS)),
+        BOX2,
+        ACT1,
+        reward_fn=lambda m, s: 1.0,
+        terminal_fn=lambda m: False,
+        render_fn=lambda m, s, o: OBS,
+        action_transform_fn=lambda m, a: a,
+        reset_fn=lambda m, seed: OBS,
+    )
     built = len(calls)
     assert built > 0
     env.reset()
@@ -174,8 +181,10 @@ def test_signatures_are_inspected_once(make_env, monkeypatch):
 @pytest.mark.parametrize("name", ["reset_env", "reset_state", "reset"])
 def test_reset_method_discovery_order(make_env, name):
     names = ["reset_env", "reset_state", "reset"]
-    attrs = {n: (lambda self, seed=None, options=None, n=n: (self.log.append(n), np.full(2, 1, np.float32))[1])
-             for n in names[names.index(name):]}
+    attrs = {
+        n: (lambda self, seed=None, options=None, n=n: (self.log.append(n), np.full(2, 1, np.float32))[1])
+        for n in names[names.index(name) :]
+    }
     attrs["log"] = []
     attrs["step"] = lambda self, s, a: s
     model = type("M", (), attrs)()
@@ -200,7 +209,7 @@ TRANSITIONS = ["env_step", "step", "predict_step", "predict", "imagine_step", "t
 
 @pytest.mark.parametrize("name", TRANSITIONS)
 def test_transition_method_discovery_order(make_env, name):
-    attrs = {n: (lambda self, s, a, n=n: (n, np.zeros(2, np.float32))) for n in TRANSITIONS[TRANSITIONS.index(name):]}
+    attrs = {n: (lambda self, s, a, n=n: (n, np.zeros(2, np.float32))) for n in TRANSITIONS[TRANSITIONS.index(name) :]}
     attrs["__call__"] = lambda self, s, a: ("call", np.zeros(2, np.float32))
     model = type("M", (), attrs)()
     env = make_env(model, BOX2, ACT1)

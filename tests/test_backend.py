@@ -14,8 +14,9 @@ def run_with(value):
     env.pop("WMENV_BACKEND", None)
     if value is not None:
         env["WMENV_BACKEND"] = value
-    return subprocess.run([sys.executable, "-c", "import wmenv; print(wmenv.backend())"],
-                          capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", "import wmenv; print(wmenv.backend())"], capture_output=True, text=True, env=env
+    )
 
 
 def native_builds():

@@ -83,8 +83,15 @@ def test_render_uses_render_fn(make_env):
         seen.append((state, last_obs))
         return torch.zeros(2, 2, 3, dtype=torch.uint8)
 
-    env = make_env(Recorder(), BOX2, ACT1, render_fn=render_fn, render_mode="rgb_array",
-                   initial_state="s0", initial_observation=np.ones(2, np.float32))
+    env = make_env(
+        Recorder(),
+        BOX2,
+        ACT1,
+        render_fn=render_fn,
+        render_mode="rgb_array",
+        initial_state="s0",
+        initial_observation=np.ones(2, np.float32),
+    )
     env.reset()
     frame = env.render()
     assert isinstance(frame, np.ndarray) and frame.shape == (2, 2, 3) and frame.dtype == np.uint8

@@ -80,8 +80,9 @@ def test_python_lists_become_arrays(make_env):
     assert obs.dtype == np.float32 and np.array_equal(obs, [1.0, 2.0])
 
 
-@pytest.mark.parametrize("source", [np.array([1.0, 2.0]), torch.tensor([1.0, 2.0], dtype=torch.float64),
-                                    torch.tensor([1, 2])])
+@pytest.mark.parametrize(
+    "source", [np.array([1.0, 2.0]), torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([1, 2])]
+)
 def test_box_observation_is_cast_to_the_space_dtype(make_env, source):
     obs = step_obs(make_env, source)
     assert obs.dtype == np.float32 and np.array_equal(obs, [1.0, 2.0])
@@ -89,7 +90,9 @@ def test_box_observation_is_cast_to_the_space_dtype(make_env, source):
 
 @pytest.mark.parametrize("source, got", [(np.zeros(3), "(3,)"), (torch.zeros(1, 2), "(1, 2)"), (1.0, "()")])
 def test_box_observation_shape_error(make_env, source, got):
-    with pytest.raises(ValueError, match=rf"^observation must have shape \(2,\), got {got.replace('(', '[(]').replace(')', '[)]')}$"):
+    with pytest.raises(
+        ValueError, match=rf"^observation must have shape \(2,\), got {got.replace('(', '[(]').replace(')', '[)]')}$"
+    ):
         step_obs(make_env, source)
 
 
@@ -209,10 +212,15 @@ def test_torch_actions_false_passes_the_action_as_given(make_env):
     assert received_action(make_env, ACT1, action, torch_actions=False) is action
 
 
-@pytest.mark.parametrize("action, got", [(np.zeros(3, np.float32), "(3,)"), (torch.zeros(2, 2), "(2, 2)"), ([], "(0,)")])
+@pytest.mark.parametrize(
+    "action, got", [(np.zeros(3, np.float32), "(3,)"), (torch.zeros(2, 2), "(2, 2)"), ([], "(0,)")]
+)
 def test_action_element_count_error(make_env, action, got):
     space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    with pytest.raises(ValueError, match=rf"action must hold 2 elements for Box\(-1.0, 1.0, \(2,\), float32\), got shape {got.replace('(', '[(]').replace(')', '[)]')}"):
+    shape = got.replace("(", "[(]").replace(")", "[)]")
+    with pytest.raises(
+        ValueError, match=rf"action must hold 2 elements for Box\(-1.0, 1.0, \(2,\), float32\), got shape {shape}"
+    ):
         received_action(make_env, space, action)
 
 

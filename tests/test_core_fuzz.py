@@ -72,8 +72,14 @@ def matching_obs(rng, space):
 
 def random_result(rng, obs_space):
     obs = matching_obs(rng, obs_space)
-    parts = [random_leaf(rng, ()), obs, random_leaf(rng, (1,) if rng.random() < 0.3 else ()),
-             random_leaf(rng, ()), random_leaf(rng, ()), [None, {}, {"model_state": "h"}, [1]][rng.integers(4)]]
+    parts = [
+        random_leaf(rng, ()),
+        obs,
+        random_leaf(rng, (1,) if rng.random() < 0.3 else ()),
+        random_leaf(rng, ()),
+        random_leaf(rng, ()),
+        [None, {}, {"model_state": "h"}, [1]][rng.integers(4)],
+    ]
     kind = rng.integers(10)
     if kind < 7:
         n = int(rng.integers(0, 9))
@@ -83,17 +89,36 @@ def random_result(rng, obs_space):
             return (obs, parts[2], parts[3], parts[5])
         return tuple(parts[:n]) if n <= 6 else tuple(parts) + (None,) * (n - 6)
     if kind < 9:
-        keys = ["state", "next_state", "observation", "obs", "pixels", "reward", "terminated", "done", "truncated",
-                "info"]
-        values = {"state": parts[0], "next_state": parts[0], "observation": obs, "obs": obs, "pixels": obs,
-                  "reward": parts[2], "terminated": parts[3], "done": parts[3], "truncated": parts[4],
-                  "info": parts[5]}
+        keys = [
+            "state",
+            "next_state",
+            "observation",
+            "obs",
+            "pixels",
+            "reward",
+            "terminated",
+            "done",
+            "truncated",
+            "info",
+        ]
+        values = {
+            "state": parts[0],
+            "next_state": parts[0],
+            "observation": obs,
+            "obs": obs,
+            "pixels": obs,
+            "reward": parts[2],
+            "terminated": parts[3],
+            "done": parts[3],
+            "truncated": parts[4],
+            "info": parts[5],
+        }
         return {k: values[k] for k in keys if rng.random() < 0.5}
     return obs
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_random_step_and_reset_results(cores, seed):  # noqa: F811
+def test_random_step_and_reset_results(cores, seed):
     rng = np.random.default_rng(seed)
     for _ in range(150):
         space = random_space(rng)
@@ -108,11 +133,17 @@ def test_random_step_and_reset_results(cores, seed):  # noqa: F811
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_actions(cores, seed):  # noqa: F811
+def test_random_actions(cores, seed):
     rng = np.random.default_rng(100 + seed)
-    spaces = [gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Box(-1, 1, (), np.float64),
-              gym.spaces.Box(-1, 1, (2, 2), np.float32), gym.spaces.Discrete(3), gym.spaces.Discrete(4, start=-1),
-              gym.spaces.MultiDiscrete([2, 3]), gym.spaces.MultiBinary(2)]
+    spaces = [
+        gym.spaces.Box(-1, 1, (2,), np.float32),
+        gym.spaces.Box(-1, 1, (), np.float64),
+        gym.spaces.Box(-1, 1, (2, 2), np.float32),
+        gym.spaces.Discrete(3),
+        gym.spaces.Discrete(4, start=-1),
+        gym.spaces.MultiDiscrete([2, 3]),
+        gym.spaces.MultiBinary(2),
+    ]
     for _ in range(200):
         space = spaces[rng.integers(len(spaces))]
         shape = tuple(space.shape) if rng.random() < 0.6 else random_shape(rng)
@@ -122,7 +153,7 @@ def test_random_actions(cores, seed):  # noqa: F811
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_batches(cores, seed):  # noqa: F811
+def test_random_batches(cores, seed):
     rng = np.random.default_rng(200 + seed)
     for _ in range(200):
         value = random_leaf(rng, (3,) if rng.random() < 0.5 else None)

@@ -15,6 +15,7 @@ from wmenv import _backend, _core_py, _spaces
 
 from models import DLPackOnly
 
+
 @pytest.fixture(scope="module")
 def cores():
     try:
@@ -225,9 +226,29 @@ def test_matches_structure(cores, obs, spec):
     assert_twins(cores, "matches_structure", obs, spec)
 
 
-SCALARS = [0.1, 3, True, False, np.float64(0.1), np.float32(0.1), np.array(0.1), np.array([[0.1]]),
-           np.zeros(3), np.zeros(0), torch.tensor(0.1, dtype=torch.float64), torch.tensor([[2]]), torch.zeros(2),
-           torch.tensor(True), [0.5], [0.5, 1.0], None, "x", np.array([True]), float("nan"), 2**70]
+SCALARS = [
+    0.1,
+    3,
+    True,
+    False,
+    np.float64(0.1),
+    np.float32(0.1),
+    np.array(0.1),
+    np.array([[0.1]]),
+    np.zeros(3),
+    np.zeros(0),
+    torch.tensor(0.1, dtype=torch.float64),
+    torch.tensor([[2]]),
+    torch.zeros(2),
+    torch.tensor(True),
+    [0.5],
+    [0.5, 1.0],
+    None,
+    "x",
+    np.array([True]),
+    float("nan"),
+    2**70,
+]
 
 
 @pytest.mark.parametrize("value", SCALARS, ids=repr)
@@ -260,20 +281,23 @@ STEP_RESULTS = [
 ]
 
 
-@pytest.mark.parametrize("result", STEP_RESULTS, ids=lambda r: type(r).__name__ + str(len(r)) if hasattr(r, "__len__") else "x")
+@pytest.mark.parametrize(
+    "result", STEP_RESULTS, ids=lambda r: type(r).__name__ + str(len(r)) if hasattr(r, "__len__") else "x"
+)
 @pytest.mark.parametrize("with_fns", [False, True])
 @pytest.mark.parametrize("info_model_state", [True, False])
 def test_normalize_step(cores, result, with_fns, info_model_state):
     reward_fn = (lambda s, o, a: 0.75) if with_fns else None
     terminal_fn = (lambda s, o, a: np.array([1])) if with_fns else None
-    assert_twins(cores, "normalize_step", result, torch.zeros(2), "action", BOX, reward_fn, terminal_fn, 4,
-                 info_model_state)
+    assert_twins(
+        cores, "normalize_step", result, torch.zeros(2), "action", BOX, reward_fn, terminal_fn, 4, info_model_state
+    )
 
 
 def test_normalize_step_adapters_get_raw_values(cores):
     for core in cores:
         seen = []
-        core.normalize_step(("s", [3, 4]), "old", "act", BOX, lambda *a: seen.append(a) or 1.0, None, 1, True)
+        core.normalize_step(("s", [3, 4]), "old", "act", BOX, lambda *a, log=seen: log.append(a) or 1.0, None, 1, True)
         assert seen == [("s", [3, 4], "act")]
 
 
@@ -376,8 +400,12 @@ def test_set_torch_none_disables_tensor_paths(cores):
 
 BATCH_OBS = _spaces.observation_spec(gym.vector.utils.batch_space(gym.spaces.Box(-1, 1, (2,), np.float32), 3))
 BATCH_RESULTS = [
-    {"state": "s", "observation": torch.zeros(3, 2), "reward": torch.ones(3, dtype=torch.float64),
-     "terminated": torch.tensor([True, False, True])},
+    {
+        "state": "s",
+        "observation": torch.zeros(3, 2),
+        "reward": torch.ones(3, dtype=torch.float64),
+        "terminated": torch.tensor([True, False, True]),
+    },
     {"state": "s", "observation": torch.zeros(3, 2)},
     ("s", np.zeros((3, 2)), [1, 2, 3], np.array([[0], [1], [0]]), None, None),
     ("s", np.zeros((3, 2)), np.ones(3), np.zeros(3), np.ones(3), {"k": np.arange(3)}),
@@ -401,12 +429,24 @@ def test_normalize_step_batch_defaults_are_zeros(cores):
     for core in cores:
         for _ in range(20):  # fresh arrays each time: never uninitialised memory
             _, _, reward, terminated, truncated, _ = core.normalize_step_batch(
-                ("s", np.zeros((3, 2))), None, None, BATCH_OBS, None, None, 3)
+                ("s", np.zeros((3, 2))), None, None, BATCH_OBS, None, None, 3
+            )
             assert reward.tolist() == [0.0] * 3 and not terminated.any() and not truncated.any()
 
 
-@pytest.mark.parametrize("value", [torch.arange(3), np.ones((3, 1)), [True, False, True], 1.0, None, np.zeros(4),
-                                   torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        torch.arange(3),
+        np.ones((3, 1)),
+        [True, False, True],
+        1.0,
+        None,
+        np.zeros(4),
+        torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64),
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.bool_)])
 def test_as_batch(cores, value, dtype):
     assert_twins(cores, "as_batch", value, 3, dtype, "reward")
@@ -420,9 +460,22 @@ def test_as_batch_copies(cores):
         assert source[0] == 0
 
 
-BAD_SPECS = [(), (0,), (0, (2,)), (0, [2], np.dtype(np.float32)), (0, (2,), "float32"), (0.0, (2,), np.dtype("f4")),
-             (1, ("a",), ()), (1, ["a"], [None]), (2,), (2, [None]), (3, ()), ("0", (2,), np.dtype("f4")), [0, (2,)],
-             "box"]
+BAD_SPECS = [
+    (),
+    (0,),
+    (0, (2,)),
+    (0, [2], np.dtype(np.float32)),
+    (0, (2,), "float32"),
+    (0.0, (2,), np.dtype("f4")),
+    (1, ("a",), ()),
+    (1, ["a"], [None]),
+    (2,),
+    (2, [None]),
+    (3, ()),
+    ("0", (2,), np.dtype("f4")),
+    [0, (2,)],
+    "box",
+]
 
 
 @pytest.mark.parametrize("spec", BAD_SPECS, ids=repr)

@@ -8,13 +8,29 @@ import pytest
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("matplotlib")
 
-from wmenv import demo  # noqa: E402
+from wmenv import demo
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
     plot = tmp_path / "curves.png"
-    args = demo.parser().parse_args(["--rounds", "2", "--steps", "2048", "--real-steps", "1500", "--model-epochs",
-                                     "2", "--episodes", "3", "--envs", "8", "--plot", str(plot)])
+    args = demo.parser().parse_args(
+        [
+            "--rounds",
+            "2",
+            "--steps",
+            "2048",
+            "--real-steps",
+            "1500",
+            "--model-epochs",
+            "2",
+            "--episodes",
+            "3",
+            "--envs",
+            "8",
+            "--plot",
+            str(plot),
+        ]
+    )
     result = demo.run(args)
     out = capsys.readouterr().out
     assert "PPO trained in imagination only" in out and "random" in out
@@ -40,6 +56,7 @@ def test_console_entry_points():
     for argv in ([sys.executable, "-m", "wmenv", "--help"], [sys.executable, "-m", "wmenv", "demo", "--help"]):
         proc = subprocess.run(argv, capture_output=True, text=True)
         assert proc.returncode == 0 and "--rounds" in proc.stdout and "--plot" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "wmenv", "quickstart", "--steps", "200"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wmenv", "quickstart", "--steps", "200"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "imagined steps" in proc.stdout

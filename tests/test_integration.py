@@ -21,14 +21,30 @@ def render_state(model, state):
 
 
 def dynamics_env(make_env, **kwargs):
-    return make_env(Dynamics(), CART_OBS, ACT1, info_model_state=False, max_episode_steps=50,
-                    render_mode="rgb_array", render_fn=render_state, **kwargs)
+    return make_env(
+        Dynamics(),
+        CART_OBS,
+        ACT1,
+        info_model_state=False,
+        max_episode_steps=50,
+        render_mode="rgb_array",
+        render_fn=render_state,
+        **kwargs,
+    )
 
 
 def test_check_env_passes_without_warnings(backend):
     # made through the registry so that check_env can also build it with each render mode
-    env = gym.make("wmenv/WorldModel-v0", world_model=Dynamics(), observation_space=CART_OBS, action_space=ACT1,
-                   info_model_state=False, render_fn=render_state, render_mode="rgb_array", backend=backend)
+    env = gym.make(
+        "wmenv/WorldModel-v0",
+        world_model=Dynamics(),
+        observation_space=CART_OBS,
+        action_space=ACT1,
+        info_model_state=False,
+        render_fn=render_state,
+        render_mode="rgb_array",
+        backend=backend,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env.unwrapped)
@@ -64,8 +80,16 @@ def test_sync_vector_env(make_env):
 
 
 def test_pickle_round_trip(make_env):
-    env = make_env(object(), BOX2, ACT1, transition_fn=step_fn, initial_state=np.zeros(2, np.float32),
-                   initial_observation=np.zeros(2, np.float32), torch_actions=False, max_episode_steps=9)
+    env = make_env(
+        object(),
+        BOX2,
+        ACT1,
+        transition_fn=step_fn,
+        initial_state=np.zeros(2, np.float32),
+        initial_observation=np.zeros(2, np.float32),
+        torch_actions=False,
+        max_episode_steps=9,
+    )
     env.reset(seed=1)
     env.step(np.ones(1, np.float32))
     clone = pickle.loads(pickle.dumps(env))

@@ -40,21 +40,25 @@ class PixelModel:
         return nxt, self.render(nxt), float(-nxt.abs().sum())
 
 
-PIXEL_SPACE = gym.spaces.Dict({
-    "image": gym.spaces.Box(0, 255, (36, 36, 3), np.uint8),
-    "vector": gym.spaces.Box(-1, 1, (2,), np.float32),
-})
+PIXEL_SPACE = gym.spaces.Dict(
+    {
+        "image": gym.spaces.Box(0, 255, (36, 36, 3), np.uint8),
+        "vector": gym.spaces.Box(-1, 1, (2,), np.float32),
+    }
+)
 
 
 # ---- Stable-Baselines3 ------------------------------------------------------
+
 
 def test_sb3_check_env(backend):
     env_checker = pytest.importorskip("stable_baselines3.common.env_checker")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         env_checker.check_env(dynamics_env(backend), warn=True)
-        env_checker.check_env(WorldModelEnv(PixelModel(), PIXEL_SPACE, ACT, backend=backend,
-                                            info_model_state=False), warn=True)
+        env_checker.check_env(
+            WorldModelEnv(PixelModel(), PIXEL_SPACE, ACT, backend=backend, info_model_state=False), warn=True
+        )
     assert [str(w.message) for w in caught] == []
 
 
@@ -74,8 +78,16 @@ def test_sb3_ppo_mlp_policy_with_monitor(backend, tmp_path):
 def test_sb3_multi_input_policy_on_dict_with_image(backend):
     sb3 = pytest.importorskip("stable_baselines3")
     env = WorldModelEnv(PixelModel(), PIXEL_SPACE, ACT, backend=backend, max_episode_steps=16, info_model_state=False)
-    model = sb3.PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, verbose=0,
-                    policy_kwargs={"features_extractor_kwargs": {"cnn_output_dim": 16}})
+    model = sb3.PPO(
+        "MultiInputPolicy",
+        env,
+        n_steps=64,
+        batch_size=32,
+        n_epochs=1,
+        seed=0,
+        verbose=0,
+        policy_kwargs={"features_extractor_kwargs": {"cnn_output_dim": 16}},
+    )
     model.learn(128)
     obs, _ = env.reset()
     assert obs["image"].dtype == np.uint8 and obs["image"].shape == (36, 36, 3)
@@ -83,6 +95,7 @@ def test_sb3_multi_input_policy_on_dict_with_image(backend):
 
 
 # ---- Gymnasium ----------------------------------------------------------------
+
 
 def test_async_vector_env_in_subprocesses(backend):
     factory = functools.partial(dynamics_env, backend)
@@ -98,8 +111,14 @@ def test_async_vector_env_in_subprocesses(backend):
 
 
 def test_gymnasium_make_with_default_wrappers(backend):
-    env = gym.make("wmenv/WorldModel-v0", world_model=Dynamics(), observation_space=OBS, action_space=ACT,
-                   max_episode_steps=5, backend=backend)
+    env = gym.make(
+        "wmenv/WorldModel-v0",
+        world_model=Dynamics(),
+        observation_space=OBS,
+        action_space=ACT,
+        max_episode_steps=5,
+        backend=backend,
+    )
     assert isinstance(env, gym.wrappers.TimeLimit)
     assert env.spec.id == "wmenv/WorldModel-v0"
     env.reset(seed=0)
@@ -107,14 +126,23 @@ def test_gymnasium_make_with_default_wrappers(backend):
         *_, truncated, _ = env.step(ACT.sample())
     assert truncated
     with pytest.raises(gym.error.ResetNeeded):
-        gym.make("wmenv/WorldModel-v0", world_model=Dynamics(), observation_space=OBS,
-                 action_space=ACT).step(ACT.sample())
-    vec = gym.make_vec("wmenv/WorldModel-v0", num_envs=3, vectorization_mode="sync", world_model=Dynamics(),
-                       observation_space=OBS, action_space=ACT, backend=backend)
+        gym.make("wmenv/WorldModel-v0", world_model=Dynamics(), observation_space=OBS, action_space=ACT).step(
+            ACT.sample()
+        )
+    vec = gym.make_vec(
+        "wmenv/WorldModel-v0",
+        num_envs=3,
+        vectorization_mode="sync",
+        world_model=Dynamics(),
+        observation_space=OBS,
+        action_space=ACT,
+        backend=backend,
+    )
     assert vec.reset(seed=0)[0].shape == (3, 4)
 
 
 # ---- TorchRL ------------------------------------------------------------------
+
 
 def test_torchrl_gym_wrapper(backend):
     libs = pytest.importorskip("torchrl.envs.libs.gym")

@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("ray.rllib")
 
-import ray  # noqa: E402
-from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
-from ray.tune.registry import register_env  # noqa: E402
+import ray
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.tune.registry import register_env
 
-from wmenv import WorldModelEnv  # noqa: E402
+from wmenv import WorldModelEnv
 
-from models import Dynamics  # noqa: E402
+from models import Dynamics
 
 OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -21,8 +21,9 @@ ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
 def make_env(config):
     # Each env runner builds (and owns) its model copy; config carries its options.
-    return WorldModelEnv(Dynamics(), OBS, ACT, max_episode_steps=50, info_model_state=False,
-                         backend=config.get("backend"))
+    return WorldModelEnv(
+        Dynamics(), OBS, ACT, max_episode_steps=50, info_model_state=False, backend=config.get("backend")
+    )
 
 
 @pytest.fixture(scope="module")

@@ -185,8 +185,9 @@ def test_fresh_tensors_stay_zero_copy_and_share_the_models_memory(make_env):
         t = sets[next(count) % 2]
         return t, t
 
-    env = make_env(None, BOX4, ACT1, transition_fn=step, initial_state=torch.zeros(4),
-                   initial_observation=torch.zeros(4))
+    env = make_env(
+        None, BOX4, ACT1, transition_fn=step, initial_state=torch.zeros(4), initial_observation=torch.zeros(4)
+    )
     env.reset(seed=0)
     for i in range(4):
         obs = env.step(np.zeros(1, np.float32))[0]
@@ -215,9 +216,16 @@ def test_handed_out_rule_on_the_core(core):
 Z = torch.tensor([1 + 2j, 3 - 4j])
 
 
-@pytest.mark.parametrize("make", [lambda: Z.conj().imag, lambda: Z.conj(), lambda: Z.conj().real,
-                                  lambda: torch._neg_view(torch.tensor([1.0, -2.0]))],
-                         ids=["conj_imag", "conj", "conj_real", "neg_view"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Z.conj().imag,
+        lambda: Z.conj(),
+        lambda: Z.conj().real,
+        lambda: torch._neg_view(torch.tensor([1.0, -2.0])),
+    ],
+    ids=["conj_imag", "conj", "conj_real", "neg_view"],
+)
 def test_conjugate_and_negative_views_resolve(core, make):
     view = make()
     expected = view.resolve_conj().resolve_neg().clone().numpy()
@@ -229,8 +237,16 @@ def test_vector_rewards_from_a_negative_view_keep_their_sign(backend):
         rewards = torch.tensor([1 + 2j, 3 - 4j]).conj().imag
         return state, state, rewards
 
-    env = WorldModelVectorEnv(None, 2, BOX4, ACT1, transition_fn=step, initial_state=torch.zeros(2, 4),
-                              initial_observation=torch.zeros(2, 4), backend=backend)
+    env = WorldModelVectorEnv(
+        None,
+        2,
+        BOX4,
+        ACT1,
+        transition_fn=step,
+        initial_state=torch.zeros(2, 4),
+        initial_observation=torch.zeros(2, 4),
+        backend=backend,
+    )
     env.reset(seed=0)
     rewards = env.step(np.zeros((2, 1), np.float32))[1]
     assert rewards.tolist() == [-2.0, 4.0]
@@ -267,13 +283,26 @@ def _nesting_is_an_error(backend, make):
     core = _backend.load(backend)
     with pytest.raises(ValueError, match=TOO_DEEP):
         core.conform_observation(make(), None)
-    env = WorldModelEnv(None, gym.spaces.Text(8), gym.spaces.Discrete(2), initial_state=0,
-                        transition_fn=lambda m, s, a: (s, make()), backend=backend)
+    env = WorldModelEnv(
+        None,
+        gym.spaces.Text(8),
+        gym.spaces.Discrete(2),
+        initial_state=0,
+        transition_fn=lambda m, s, a: (s, make()),
+        backend=backend,
+    )
     env.reset(seed=0)
     with pytest.raises(ValueError, match=TOO_DEEP):
         env.step(0)
-    render = WorldModelEnv(None, gym.spaces.Text(8), gym.spaces.Discrete(2), initial_state=0,
-                           transition_fn=lambda m, s, a: s, render_fn=lambda m, s, o: make(), backend=backend)
+    render = WorldModelEnv(
+        None,
+        gym.spaces.Text(8),
+        gym.spaces.Discrete(2),
+        initial_state=0,
+        transition_fn=lambda m, s, a: s,
+        render_fn=lambda m, s, o: make(),
+        backend=backend,
+    )
     render.reset(seed=0)
     with pytest.raises(ValueError, match=TOO_DEEP):
         render.render()
@@ -461,15 +490,27 @@ def test_user_errors_surface_unchanged(cores):
 def test_discrete_checks_are_exact_near_int64_limits(make_env, torch_actions):
     start = 2**63 - 2
     space = gym.spaces.Discrete(2, start=start)
-    env = make_env(None, BOX4, space, transition_fn=lambda m, s, a: (s, s), initial_state=torch.zeros(4),
-                   torch_actions=torch_actions)
+    env = make_env(
+        None,
+        BOX4,
+        space,
+        transition_fn=lambda m, s, a: (s, s),
+        initial_state=torch.zeros(4),
+        torch_actions=torch_actions,
+    )
     env.reset(seed=0)
     for action in (start, start + 1, np.int64(start + 1)):
         env.step(action)
     with pytest.raises(ValueError, match=f"valid: {start} to {start + 1}"):
         env.step(start - 1)
-    low = make_env(None, BOX4, gym.spaces.Discrete(3, start=-(2**63)), transition_fn=lambda m, s, a: (s, s),
-                   initial_state=torch.zeros(4), torch_actions=torch_actions)
+    low = make_env(
+        None,
+        BOX4,
+        gym.spaces.Discrete(3, start=-(2**63)),
+        transition_fn=lambda m, s, a: (s, s),
+        initial_state=torch.zeros(4),
+        torch_actions=torch_actions,
+    )
     low.reset(seed=0)
     low.step(-(2**63))
     with pytest.raises(ValueError, match="outside"):
@@ -479,7 +520,9 @@ def test_discrete_checks_are_exact_near_int64_limits(make_env, torch_actions):
 # 8. One behaviour per odd input, on both backends.
 
 
-SUB_BYTE = [getattr(torch, name) for name in ("uint1", "uint4", "uint7", "int1", "int4", "int7") if hasattr(torch, name)]
+SUB_BYTE = [
+    getattr(torch, name) for name in ("uint1", "uint4", "uint7", "int1", "int4", "int7") if hasattr(torch, name)
+]
 
 
 @pytest.mark.parametrize("dtype", SUB_BYTE, ids=str)
@@ -533,8 +576,9 @@ class Device:
         return np.ones(2)
 
 
-@pytest.mark.parametrize("device", [None, (1,), (1, 0, 0), [1, 0], "cpu", (1.0, 0), (True, 0), (2, 0), (object(), 0)],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "device", [None, (1,), (1, 0, 0), [1, 0], "cpu", (1.0, 0), (True, 0), (2, 0), (object(), 0)], ids=repr
+)
 def test_unusual_dlpack_devices_alike(cores, device):
     assert_twins(cores, "to_numpy", Device(device))
 
@@ -555,8 +599,9 @@ class ShortList(list):
         return iter([np.zeros(2)])
 
 
-@pytest.mark.parametrize("value", [LyingTuple((np.zeros(2), np.ones(2))), ShortList([np.zeros(2), np.ones(2)])],
-                         ids=["tuple", "list"])
+@pytest.mark.parametrize(
+    "value", [LyingTuple((np.zeros(2), np.ones(2))), ShortList([np.zeros(2), np.ones(2)])], ids=["tuple", "list"]
+)
 def test_overridden_sequence_protocols_alike(cores, value):
     assert_twins(cores, "conform_observation", value, None)
     assert_twins(cores, "conform_observation", value, TUPLE2)

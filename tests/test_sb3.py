@@ -7,10 +7,10 @@ import torch
 
 pytest.importorskip("stable_baselines3")
 
-from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3 import PPO
 
-from wmenv import WorldModelVectorEnv  # noqa: E402
-from wmenv.sb3 import WorldModelVecEnv  # noqa: E402
+from wmenv import WorldModelVectorEnv
+from wmenv.sb3 import WorldModelVecEnv
 
 OBS = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -77,8 +77,17 @@ def evaluate(model, venv, episodes_steps=20):
 def test_ppo_learns_in_imagination(backend):
     torch.manual_seed(0)
     venv = make(backend)
-    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=512, n_epochs=5, learning_rate=3e-3, seed=0,
-                policy_kwargs={"net_arch": [32, 32]}, verbose=0)
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=32,
+        batch_size=512,
+        n_epochs=5,
+        learning_rate=3e-3,
+        seed=0,
+        policy_kwargs={"net_arch": [32, 32]},
+        verbose=0,
+    )
     before = evaluate(model, make(backend))
     calls_before = venv.env.world_model.calls
     model.learn(total_timesteps=64 * 32 * 4)

@@ -58,9 +58,16 @@ def test_staged_path_gives_the_same_step(make_env, every_tensor_on_device, make_
         return torch.tensor(0.75)
 
     def build():
-        return make_env(None, BOX2, ACT1, transition_fn=lambda m, s, a: make_result(s), reward_fn=reward_fn,
-                        terminal_fn=lambda m, s, o: torch.tensor(False), initial_state="s0",
-                        initial_observation=OBS.numpy())
+        return make_env(
+            None,
+            BOX2,
+            ACT1,
+            transition_fn=lambda m, s, a: make_result(s),
+            reward_fn=reward_fn,
+            terminal_fn=lambda m, s, o: torch.tensor(False),
+            initial_state="s0",
+            initial_observation=OBS.numpy(),
+        )
 
     plain, staged = build(), build()
     plain.reset(seed=0)
@@ -81,8 +88,16 @@ def test_staged_vector_step(backend, every_tensor_on_device):
         return state, torch.ones(3, 2), torch.full((3,), 0.5)
 
     def build():
-        return WorldModelVectorEnv(None, 3, BOX2, ACT1, transition_fn=step, initial_state=torch.zeros(3, 2),
-                                   initial_observation=torch.zeros(3, 2), backend=backend)
+        return WorldModelVectorEnv(
+            None,
+            3,
+            BOX2,
+            ACT1,
+            transition_fn=step,
+            initial_state=torch.zeros(3, 2),
+            initial_observation=torch.zeros(3, 2),
+            backend=backend,
+        )
 
     plain, staged = build(), build()
     plain.reset()
@@ -129,8 +144,13 @@ def test_cuda_step_synchronises_once(make_env, monkeypatch):
 
 @cuda
 def test_cuda_detected_from_the_reset_state(make_env):
-    env = make_env(CudaModel().cuda(), BOX2, ACT1, torch_actions=True, action_transform_fn=lambda m, a:
-                   torch.as_tensor(a, device="cuda"))
+    env = make_env(
+        CudaModel().cuda(),
+        BOX2,
+        ACT1,
+        torch_actions=True,
+        action_transform_fn=lambda m, a: torch.as_tensor(a, device="cuda"),
+    )
     env.reset()
     assert env._stage
     obs, *_ = env.step(np.array([0.5], np.float32))

@@ -32,7 +32,7 @@ def test_five_tuple_state_is_the_observation(make_env):
 
 
 def test_five_tuple_state_from_info(make_env):
-    env, (obs, *_ , info) = stepped(make_env, (OBS, 2.0, False, False, {"model_state": "hidden"}))
+    env, (obs, *_, info) = stepped(make_env, (OBS, 2.0, False, False, {"model_state": "hidden"}))
     assert env.state == "hidden" and info["model_state"] == "hidden"
 
 
@@ -73,8 +73,9 @@ def test_bad_tuple_lengths(make_env, n):
 
 def test_mapping_full(make_env):
     env, (obs, r, term, trunc, info) = stepped(
-        make_env, {"state": "s1", "observation": OBS, "reward": 1.5, "terminated": True, "truncated": True,
-                   "info": {"k": 1}})
+        make_env,
+        {"state": "s1", "observation": OBS, "reward": 1.5, "terminated": True, "truncated": True, "info": {"k": 1}},
+    )
     assert env.state == "s1" and (r, term, trunc) == (1.5, True, True) and info["k"] == 1
 
 
@@ -135,7 +136,7 @@ def test_reward_fn_and_terminal_fn_get_raw_outputs_and_model_action(make_env):
         seen.append(("t", next_state, observation, action))
         return np.array([True])
 
-    env, (obs, r, term, *_ ) = stepped(make_env, ("s1", raw_obs), reward_fn=reward_fn, terminal_fn=terminal_fn)
+    env, (obs, r, term, *_) = stepped(make_env, ("s1", raw_obs), reward_fn=reward_fn, terminal_fn=terminal_fn)
     assert r == 0.25 and term is True
     for _, s, o, a in seen:
         assert s == "s1" and o is raw_obs
@@ -144,8 +145,12 @@ def test_reward_fn_and_terminal_fn_get_raw_outputs_and_model_action(make_env):
 
 def test_result_values_win_over_fns(make_env):
     called = []
-    _, (_, r, term, *_) = stepped(make_env, ("s", OBS, 2.0, True, False, {}),
-                                  reward_fn=lambda *a: called.append(1), terminal_fn=lambda *a: called.append(1))
+    _, (_, r, term, *_) = stepped(
+        make_env,
+        ("s", OBS, 2.0, True, False, {}),
+        reward_fn=lambda *a: called.append(1),
+        terminal_fn=lambda *a: called.append(1),
+    )
     assert (r, term) == (2.0, True) and called == []
 
 
@@ -164,16 +169,16 @@ def test_reward_with_several_elements_is_an_error(make_env, value):
 
 @pytest.mark.parametrize("value", [np.zeros((2, 1), bool), torch.zeros(2, dtype=torch.bool), np.zeros(0)])
 def test_terminated_with_other_than_one_element_is_an_error(make_env, value):
-    env = make_env(Recorder(result={"state": "s", "obs": OBS, "terminated": value}), BOX2, ACT1,
-                   initial_observation=OBS)
+    env = make_env(
+        Recorder(result={"state": "s", "obs": OBS, "terminated": value}), BOX2, ACT1, initial_observation=OBS
+    )
     env.reset()
     with pytest.raises(ValueError, match="terminated must hold one element, got shape .*WorldModelVectorEnv"):
         env.step(ACTION)
 
 
 def test_truncated_with_several_elements_is_an_error(make_env):
-    env = make_env(Recorder(result=("s", OBS, 0.0, False, np.ones(2), {})), BOX2, ACT1,
-                   initial_observation=OBS)
+    env = make_env(Recorder(result=("s", OBS, 0.0, False, np.ones(2), {})), BOX2, ACT1, initial_observation=OBS)
     env.reset()
     with pytest.raises(ValueError, match="truncated must hold one element"):
         env.step(ACTION)
@@ -250,8 +255,15 @@ def test_failure_leaves_the_env_unchanged(make_env, where):
             raise Boom("terminal")
         return False
 
-    env = make_env(Recorder(), BOX2, ACT1, transition_fn=transition, reward_fn=reward_fn,
-                   terminal_fn=terminal_fn, initial_observation=OBS)
+    env = make_env(
+        Recorder(),
+        BOX2,
+        ACT1,
+        transition_fn=transition,
+        reward_fn=reward_fn,
+        terminal_fn=terminal_fn,
+        initial_observation=OBS,
+    )
     env.reset()
     env.step(ACTION)
     before = (env.state, env._obs.copy(), env.elapsed_steps)
@@ -300,8 +312,13 @@ def test_no_grad_covers_adapters(make_env):
         seen.append(torch.is_grad_enabled())
         return 0.0
 
-    env = make_env(Recorder(result=("s", OBS)), BOX2, ACT1, reward_fn=reward_fn,
-                   reset_fn=lambda m: seen.append(torch.is_grad_enabled()) or OBS)
+    env = make_env(
+        Recorder(result=("s", OBS)),
+        BOX2,
+        ACT1,
+        reward_fn=reward_fn,
+        reset_fn=lambda m: seen.append(torch.is_grad_enabled()) or OBS,
+    )
     env.reset()
     env.step(ACTION)
     assert seen == [False, False]
@@ -324,9 +341,9 @@ def test_reward_requiring_grad_gives_no_autograd_warning(backend):
     code = (
         "import numpy as np, torch, gymnasium as gym; from wmenv import WorldModelEnv\n"
         "r = torch.tensor(0.5, requires_grad=True); t = torch.tensor([1.0], requires_grad=True)\n"
-        "env = WorldModelEnv(None, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)), backend=%r,\n"
+        "env = WorldModelEnv(None, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)), backend=BACKEND,\n"
         "    transition_fn=lambda m, s, a: ('s', np.zeros(2, np.float32), r, t, False, None))\n"
         "env.reset(); out = env.step(np.zeros(1, np.float32)); assert out[1:3] == (0.5, True), out\n"
-    ) % backend
+    ).replace("BACKEND", repr(backend))
     proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

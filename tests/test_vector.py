@@ -49,8 +49,12 @@ def make_vec(make, backend, mode=AutoresetMode.NEXT_STEP, n=N, **kwargs):
 
 
 def make_sync(backend, mode, n=N):
-    fns = [lambda i=i: WorldModelEnv(Counter(env_id=i), OBS, ACT, backend=backend, max_episode_steps=4,
-                                     info_model_state=False) for i in range(n)]
+    fns = [
+        lambda i=i: WorldModelEnv(
+            Counter(env_id=i), OBS, ACT, backend=backend, max_episode_steps=4, info_model_state=False
+        )
+        for i in range(n)
+    ]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
 
@@ -107,26 +111,50 @@ def test_observation_is_zero_copy_without_a_merge(backend):
     def step(model, state, action):
         return state, out, torch.zeros(3)
 
-    env = WorldModelVectorEnv(None, 3, OBS, ACT, transition_fn=step, backend=backend,
-                              initial_state=torch.zeros(3, 2), initial_observation=torch.zeros(3, 2))
+    env = WorldModelVectorEnv(
+        None,
+        3,
+        OBS,
+        ACT,
+        transition_fn=step,
+        backend=backend,
+        initial_state=torch.zeros(3, 2),
+        initial_observation=torch.zeros(3, 2),
+    )
     env.reset()
     obs = env.step(np.zeros((3, 1), np.float32))[0]
     assert obs.__array_interface__["data"][0] == out.data_ptr()
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"reward": torch.zeros(3)}, r"reward must hold 4 values, one per env \(shape \(4,\)\), got shape \(3,\)"),
-    ({"reward": torch.zeros(4), "terminated": np.zeros((2, 3), bool)},
-     r"terminated must hold 4 values, one per env \(shape \(4,\)\), got shape \(2, 3\)"),
-    ({"reward": torch.zeros(4), "observation": torch.zeros(3, 2)}, r"observation must have shape \(4, 2\), got \(3, 2\)"),
-    ({"reward": None, "observation": torch.zeros(4, 2)}, None),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"reward": torch.zeros(3)}, r"reward must hold 4 values, one per env \(shape \(4,\)\), got shape \(3,\)"),
+        (
+            {"reward": torch.zeros(4), "terminated": np.zeros((2, 3), bool)},
+            r"terminated must hold 4 values, one per env \(shape \(4,\)\), got shape \(2, 3\)",
+        ),
+        (
+            {"reward": torch.zeros(4), "observation": torch.zeros(3, 2)},
+            r"observation must have shape \(4, 2\), got \(3, 2\)",
+        ),
+        ({"reward": None, "observation": torch.zeros(4, 2)}, None),
+    ],
+)
 def test_bad_batch_shapes(backend, bad, message):
     def step(model, state, action):
         return {"state": state, "observation": torch.zeros(4, 2), **bad}
 
-    env = WorldModelVectorEnv(None, 4, OBS, ACT, transition_fn=step, backend=backend,
-                              initial_state=torch.zeros(4, 2), initial_observation=np.zeros((4, 2)))
+    env = WorldModelVectorEnv(
+        None,
+        4,
+        OBS,
+        ACT,
+        transition_fn=step,
+        backend=backend,
+        initial_state=torch.zeros(4, 2),
+        initial_observation=np.zeros((4, 2)),
+    )
     env.reset()
     if message is None:
         assert env.step(np.zeros((4, 1), np.float32))[1].tolist() == [0.0] * 4
@@ -137,9 +165,17 @@ def test_bad_batch_shapes(backend, bad, message):
 
 
 def test_reward_and_reward_fn_shapes(backend):
-    env = WorldModelVectorEnv(None, 4, OBS, ACT, backend=backend, initial_state=torch.zeros(4, 2),
-                              transition_fn=lambda m, s, a: (s, s), reward_fn=lambda m, s, o, a: torch.ones(4, 1),
-                              terminal_fn=lambda m, s: s[:, 0] > -1)
+    env = WorldModelVectorEnv(
+        None,
+        4,
+        OBS,
+        ACT,
+        backend=backend,
+        initial_state=torch.zeros(4, 2),
+        transition_fn=lambda m, s, a: (s, s),
+        reward_fn=lambda m, s, o, a: torch.ones(4, 1),
+        terminal_fn=lambda m, s: s[:, 0] > -1,
+    )
     env.reset()
     _, reward, terminated, truncated, _ = env.step(np.zeros((4, 1), np.float32))
     assert reward.tolist() == [1.0] * 4 and terminated.all() and not truncated.any()
@@ -209,8 +245,9 @@ def test_partial_reset_merges_state_and_observation_leaves(backend):
         return state, {"vec": torch.full((3, 2), float(k)), "img": np.full((3, 1, 2), k, np.uint8)}, {}
 
     space = gym.spaces.Dict({"vec": OBS, "img": gym.spaces.Box(0, 255, (1, 2), np.uint8)})
-    env = WorldModelVectorEnv(None, 3, space, ACT, reset_fn=reset_fn, transition_fn=lambda m, s, a: (s, None),
-                              backend=backend)
+    env = WorldModelVectorEnv(
+        None, 3, space, ACT, reset_fn=reset_fn, transition_fn=lambda m, s, a: (s, None), backend=backend
+    )
     obs, _ = env.reset()
     assert seen[0].tolist() == [True, True, True]
     mask = np.array([False, True, False])
@@ -231,12 +268,15 @@ def test_partial_reset_resets_counters_of_masked_envs_only(backend):
     assert env.world_model.resets[-1].tolist() == [False, False, True, False]
 
 
-@pytest.mark.parametrize("mask, error, message", [
-    ([True, False, True, True], TypeError, "must be a numpy array"),
-    (np.ones(3, bool), ValueError, r"must have shape \(4,\)"),
-    (np.ones(4, int), TypeError, "must have dtype bool"),
-    (np.zeros(4, bool), ValueError, "at least one True"),
-])
+@pytest.mark.parametrize(
+    "mask, error, message",
+    [
+        ([True, False, True, True], TypeError, "must be a numpy array"),
+        (np.ones(3, bool), ValueError, r"must have shape \(4,\)"),
+        (np.ones(4, int), TypeError, "must have dtype bool"),
+        (np.zeros(4, bool), ValueError, "at least one True"),
+    ],
+)
 def test_reset_mask_is_validated(backend, mask, error, message):
     env = make_vec(WorldModelVectorEnv, backend)
     env.reset()
@@ -259,8 +299,9 @@ def test_merge_failure_leaves_env_unchanged(backend):
     def reset_fn(model, seed, options):
         return ("not a batch", torch.zeros(2, 2))
 
-    env = WorldModelVectorEnv(None, 2, OBS, ACT, reset_fn=reset_fn, transition_fn=lambda m, s, a: (s, torch.ones(2, 2)),
-                              backend=backend)
+    env = WorldModelVectorEnv(
+        None, 2, OBS, ACT, reset_fn=reset_fn, transition_fn=lambda m, s, a: (s, torch.ones(2, 2)), backend=backend
+    )
     env.reset()
     before = env.state
     with pytest.raises(TypeError, match="cannot merge a str by reset_mask"):
@@ -269,8 +310,15 @@ def test_merge_failure_leaves_env_unchanged(backend):
 
 
 def test_discrete_actions_are_checked_per_env(backend):
-    env = WorldModelVectorEnv(None, 3, OBS, gym.spaces.Discrete(2), transition_fn=lambda m, s, a: (s, torch.zeros(3, 2)),
-                              initial_state=0, backend=backend)
+    env = WorldModelVectorEnv(
+        None,
+        3,
+        OBS,
+        gym.spaces.Discrete(2),
+        transition_fn=lambda m, s, a: (s, torch.zeros(3, 2)),
+        initial_state=0,
+        backend=backend,
+    )
     env.reset()
     env.step(np.array([0, 1, 1]))
     with pytest.raises(ValueError, match=r"action 2 of env 1 is outside Discrete\(2\)"):
@@ -279,9 +327,15 @@ def test_discrete_actions_are_checked_per_env(backend):
 
 def test_actions_reach_the_model_batched(backend):
     seen = []
-    env = WorldModelVectorEnv(None, 3, OBS, gym.spaces.Discrete(4),
-                              transition_fn=lambda m, s, a: seen.append(a) or (s, torch.zeros(3, 2)),
-                              initial_state=0, backend=backend)
+    env = WorldModelVectorEnv(
+        None,
+        3,
+        OBS,
+        gym.spaces.Discrete(4),
+        transition_fn=lambda m, s, a: seen.append(a) or (s, torch.zeros(3, 2)),
+        initial_state=0,
+        backend=backend,
+    )
     env.reset()
     env.step(np.array([0, 3, 1]))
     assert seen[0].dtype == torch.int64 and seen[0].tolist() == [0, 3, 1]
@@ -305,8 +359,15 @@ def test_render_and_close(backend):
             self.closed += 1
 
     model = Closing(2)
-    env = WorldModelVectorEnv(model, 2, OBS, ACT, backend=backend, render_mode="rgb_array",
-                              render_fn=lambda m, s: np.zeros((2, 4, 4, 3), np.uint8))
+    env = WorldModelVectorEnv(
+        model,
+        2,
+        OBS,
+        ACT,
+        backend=backend,
+        render_mode="rgb_array",
+        render_fn=lambda m, s: np.zeros((2, 4, 4, 3), np.uint8),
+    )
     env.reset()
     assert env.render().shape == (2, 4, 4, 3)
     env.close()

@@ -17,8 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = Path(__file__).resolve().parent / "wheel_smoke.py"
 
-pytestmark = pytest.mark.skipif(os.environ.get("WMENV_TEST_WHEELS", "") in ("", "0"),
-                                reason="set WMENV_TEST_WHEELS=1 to build and install wheels")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("WMENV_TEST_WHEELS", "") in ("", "0"), reason="set WMENV_TEST_WHEELS=1 to build and install wheels"
+)
 
 IGNORE = shutil.ignore_patterns(".git", "build", "dist", "*.so", "__pycache__", "*.egg-info", ".pytest_cache")
 
@@ -30,8 +31,9 @@ def build_wheel(tmp_path, name, extra_env):
     out = tmp_path / f"wheel-{name}"
     env = {**os.environ, **extra_env}
     env.pop("WMENV_REQUIRE_NATIVE", None)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-                   check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)], check=True, env=env
+    )
     wheels = list(out.glob("wmenv-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -69,7 +71,11 @@ def test_failed_compile_is_an_error_when_native_is_required(tmp_path):
     src = tmp_path / "src-required"
     shutil.copytree(ROOT, src, ignore=IGNORE)
     env = {**os.environ, "CXX": "false", "CC": "false", "WMENV_REQUIRE_NATIVE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "x"),
-                           str(src)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "x"), str(src)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode != 0
     assert not list(tmp_path.glob("x/*.whl"))

@@ -22,15 +22,29 @@ def step(model, state, action):
 def main(expected: str) -> None:
     assert wmenv.backend() == expected, (wmenv.backend(), expected)
     obs_space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    env = wmenv.WorldModelEnv(None, obs_space, gym.spaces.Box(-1, 1, (2,), np.float32), transition_fn=step,
-                              initial_state=np.zeros(2, np.float32), torch_actions=False, max_episode_steps=10)
+    env = wmenv.WorldModelEnv(
+        None,
+        obs_space,
+        gym.spaces.Box(-1, 1, (2,), np.float32),
+        transition_fn=step,
+        initial_state=np.zeros(2, np.float32),
+        torch_actions=False,
+        max_episode_steps=10,
+    )
     obs, _ = env.reset(seed=0)
     for _ in range(10):
         obs, reward, terminated, truncated, _ = env.step(np.ones(2, np.float32))
     assert truncated and type(reward) is float and obs.dtype == np.float32 and np.allclose(obs, 1.0)
-    vec = wmenv.WorldModelVectorEnv(None, 8, obs_space, gym.spaces.Box(-1, 1, (2,), np.float32),
-                                    transition_fn=step, initial_state=np.zeros((8, 2), np.float32),
-                                    initial_observation=np.zeros((8, 2), np.float32), torch_actions=False)
+    vec = wmenv.WorldModelVectorEnv(
+        None,
+        8,
+        obs_space,
+        gym.spaces.Box(-1, 1, (2,), np.float32),
+        transition_fn=step,
+        initial_state=np.zeros((8, 2), np.float32),
+        initial_observation=np.zeros((8, 2), np.float32),
+        torch_actions=False,
+    )
     vec.reset(seed=0)
     obs, rewards, *_ = vec.step(np.ones((8, 2), np.float32))
     assert obs.shape == (8, 2) and rewards.dtype == np.float32

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from types import ModuleType
+from typing import Optional
 
 BACKENDS = ("native", "python")
 
+_torch: Optional[ModuleType]
 try:  # torch is optional; with it, tensors get the fast paths
     import torch as _torch
 except ImportError:  # pragma: no cover - exercised where torch is absent
@@ -57,9 +60,7 @@ def _select_default() -> str:
     choice = os.environ.get("WMENV_BACKEND", "").strip()
     if choice:
         if choice not in BACKENDS:
-            raise ValueError(
-                f"WMENV_BACKEND must be one of {', '.join(map(repr, BACKENDS))} or unset, got {choice!r}"
-            )
+            raise ValueError(f"WMENV_BACKEND must be one of {', '.join(map(repr, BACKENDS))} or unset, got {choice!r}")
         load(choice)
         return choice
     try:

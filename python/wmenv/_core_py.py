@@ -199,7 +199,7 @@ _checked_specs: dict = {}  # id -> spec: specs live as long as their env, so che
 def _spec_kind(spec) -> int:
     """The kind of a well-formed observation spec; TypeError for anything else."""
     if _checked_specs.get(id(spec)) is spec:
-        return spec[0]
+        return spec[0]  # type: ignore[index]  # checked when it was cached
     kind = _check_spec(spec)
     if len(_checked_specs) > 4096:
         _checked_specs.clear()
@@ -213,8 +213,13 @@ def _check_spec(spec) -> int:
         if type(kind) is int:
             if kind == 0 and len(spec) == 3 and type(spec[1]) is tuple and isinstance(spec[2], np.dtype):
                 return 0
-            if kind == 1 and len(spec) == 3 and type(spec[1]) is tuple and type(spec[2]) is tuple \
-                    and len(spec[1]) == len(spec[2]):
+            if (
+                kind == 1
+                and len(spec) == 3
+                and type(spec[1]) is tuple
+                and type(spec[2]) is tuple
+                and len(spec[1]) == len(spec[2])
+            ):
                 return 1
             if kind == 2 and len(spec) == 2 and type(spec[1]) is tuple:
                 return 2
@@ -246,9 +251,7 @@ def _conform(obs, spec, path, depth, hand_out):
     if kind == 0:
         arr = to_numpy(obs)
         if arr.shape != spec[1]:
-            raise ValueError(
-                f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
-            )
+            raise ValueError(f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}")
         seen = hand_out is not None and hand_out.seen(arr)
         if arr.dtype != spec[2]:
             arr = arr.astype(spec[2])
@@ -270,8 +273,9 @@ def _conform(obs, spec, path, depth, hand_out):
     items = tuple(obs)
     if len(items) != len(subs):
         raise ValueError(f"{path} must have {len(subs)} items for a Tuple space, got {len(items)}")
-    return tuple([_conform(item, sub, f"{path}[{i}]", depth + 1, hand_out)
-                  for i, (item, sub) in enumerate(zip(items, subs))])
+    return tuple(
+        [_conform(item, sub, f"{path}[{i}]", depth + 1, hand_out) for i, (item, sub) in enumerate(zip(items, subs))]
+    )
 
 
 def _leaf_shape(x):
@@ -329,16 +333,14 @@ def _one_element(x, name):
     if _Tensor is not None and isinstance(x, _Tensor):
         if x.numel() != 1:
             raise ValueError(
-                f"{name} must hold one element, got shape {_format_shape(x.shape)}; "
-                "use WorldModelVectorEnv for batches"
+                f"{name} must hold one element, got shape {_format_shape(x.shape)}; use WorldModelVectorEnv for batches"
             )
         return x.item()
     if not isinstance(x, (np.ndarray, np.generic)):
         x = _asarray(x)
     if x.size != 1:
         raise ValueError(
-            f"{name} must hold one element, got shape {_format_shape(x.shape)}; "
-            "use WorldModelVectorEnv for batches"
+            f"{name} must hold one element, got shape {_format_shape(x.shape)}; use WorldModelVectorEnv for batches"
         )
     return x.item()
 
@@ -505,7 +507,10 @@ def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=Non
         elif n == 3:
             state, obs, info = result
         elif n == 0:
-            raise ValueError("a reset returned an empty tuple; expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping")
+            raise ValueError(
+                "a reset returned an empty tuple; "
+                "expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping"
+            )
         else:
             obs = result[0]
     elif isinstance(result, Mapping):
@@ -523,8 +528,7 @@ def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=Non
 
 def _action_error(size, space_repr, shape):
     return ValueError(
-        f"action must hold {size} element{'' if size == 1 else 's'} for {space_repr}, "
-        f"got shape {_format_shape(shape)}"
+        f"action must hold {size} element{'' if size == 1 else 's'} for {space_repr}, got shape {_format_shape(shape)}"
     )
 
 

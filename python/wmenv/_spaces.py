@@ -15,7 +15,7 @@ def observation_spec(space: spaces.Space):
     """``(0, shape, dtype)``, ``(1, keys, subspecs)``, ``(2, subspecs)`` or
     ``None`` for spaces whose observations are only converted to NumPy."""
     if isinstance(space, _ARRAY_SPACES):
-        return (0, tuple(int(d) for d in space.shape), np.dtype(space.dtype))
+        return (0, tuple(int(d) for d in space.shape or ()), np.dtype(space.dtype))
     if isinstance(space, spaces.Dict):
         keys = tuple(space.spaces.keys())
         return (1, keys, tuple(observation_spec(space.spaces[k]) for k in keys))
@@ -36,7 +36,7 @@ def action_spec(space: spaces.Space, torch_module, device, torch_actions: bool):
         dtype = np.dtype(space.dtype)
     else:
         dtype = np.dtype(np.int64)
-    shape = tuple(int(d) for d in space.shape)
+    shape = tuple(int(d) for d in space.shape or ())
     size = int(np.prod(shape, dtype=np.int64))
     low, n = 0, -1
     if isinstance(space, spaces.Discrete):

@@ -67,8 +67,12 @@ class Transitions:
     starts: list = field(default_factory=list)
 
     def arrays(self):
-        return (np.asarray(self.obs, np.float32), np.asarray(self.action, np.int64),
-                np.asarray(self.next_obs, np.float32), np.asarray(self.terminated, np.float32))
+        return (
+            np.asarray(self.obs, np.float32),
+            np.asarray(self.action, np.int64),
+            np.asarray(self.next_obs, np.float32),
+            np.asarray(self.terminated, np.float32),
+        )
 
     def __len__(self):
         return len(self.obs)
@@ -105,7 +109,7 @@ def collect(data: Transitions, steps: int, seed: int, policy=None, epsilon: floa
 def build_model(torch, hidden: int = 128):
     nn = torch.nn
 
-    class CartPoleWorldModel(nn.Module):
+    class CartPoleWorldModel(nn.Module):  # type: ignore[name-defined]
         """(state, action) -> next state (as a normalised delta), reward, termination.
 
         Batched: ``state`` (n, 4) float, ``action`` (n,) int64. Called by the
@@ -170,7 +174,7 @@ def train_model(torch, model, data: Transitions, epochs: int, seed: int):
     for epoch in range(epochs):
         perm = train[torch.randperm(split, generator=gen)]
         for i in range(steps_per_epoch):
-            idx = perm[i * batch:(i + 1) * batch]
+            idx = perm[i * batch : (i + 1) * batch]
             pred, reward, done_logit = model.heads(obs[idx], action[idx])
             loss = (((pred - next_obs[idx]) / model.delta_std) ** 2).mean()
             loss = loss + ((reward - 1.0) ** 2).mean() + 0.1 * bce(done_logit, terminated[idx])
@@ -200,7 +204,7 @@ def evaluate_real(policy, episodes: int, seed: int):
         while not done:
             action = int(rng.integers(2)) if policy is None else int(policy(obs))
             obs, reward, terminated, truncated, _ = env.step(action)
-            total += reward
+            total += float(reward)
             done = terminated or truncated
         returns.append(total)
     env.close()
@@ -211,8 +215,9 @@ def imagined_rate(model, backend: str, num_envs: int, seconds: float = 0.5):
     """Imagined env-steps per second of the vector env with random actions."""
     from .vector import WorldModelVectorEnv
 
-    env = WorldModelVectorEnv(model, num_envs, OBS_SPACE, gym.spaces.Discrete(2), backend=backend,
-                              max_episode_steps=500)
+    env = WorldModelVectorEnv(
+        model, num_envs, OBS_SPACE, gym.spaces.Discrete(2), backend=backend, max_episode_steps=500
+    )
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 2, (64, num_envs))
@@ -235,11 +240,13 @@ def run(args) -> dict:
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     torch.set_num_threads(max(1, args.threads))
-    print(f"wmenv demo: CartPole-v1 learned, then solved in imagination (seed {args.seed}, "
-          f"{args.rounds} round(s), backend {args.backend or _backend.DEFAULT})")
+    print(
+        f"wmenv demo: CartPole-v1 learned, then solved in imagination (seed {args.seed}, "
+        f"{args.rounds} round(s), backend {args.backend or _backend.DEFAULT})"
+    )
     data = Transitions()
     model = build_model(torch)
-    curves = {"imagined_steps": [], "imagined_return": [], "round_steps": [], "real_return": []}
+    curves: dict[str, list] = {"imagined_steps": [], "imagined_return": [], "round_steps": [], "real_return": []}
     policy = agent = None
 
     class Curve(BaseCallback):
@@ -277,17 +284,31 @@ def run(args) -> dict:
         else:
             collect(data, args.real_steps // 2, args.seed + r, policy=policy, epsilon=0.2)
         errors = train_model(torch, model, data, args.model_epochs, args.seed + r)
-        print(f"  world model, held-out: next-state RMSE {errors['state_rmse']:.5f} "
-              f"(one real step moves the state by {errors['delta_rms']:.4f} RMS), termination accuracy "
-              f"{errors['termination_accuracy']:.3f}, reward MAE {errors['reward_mae']:.4f}")
-        venv = WorldModelVecEnv.from_model(model, args.envs, OBS_SPACE, gym.spaces.Discrete(2),
-                                           max_episode_steps=500, backend=args.backend)
+        print(
+            f"  world model, held-out: next-state RMSE {errors['state_rmse']:.5f} "
+            f"(one real step moves the state by {errors['delta_rms']:.4f} RMS), termination accuracy "
+            f"{errors['termination_accuracy']:.3f}, reward MAE {errors['reward_mae']:.4f}"
+        )
+        venv = WorldModelVecEnv.from_model(
+            model, args.envs, OBS_SPACE, gym.spaces.Discrete(2), max_episode_steps=500, backend=args.backend
+        )
         venv.seed(args.seed + r)
         steps = args.steps if r == 0 else args.steps // 2
         if agent is None:
-            agent = PPO("MlpPolicy", venv, n_steps=32, batch_size=256, n_epochs=10, gamma=0.98, gae_lambda=0.8,
-                        learning_rate=1e-3, ent_coef=0.0, seed=args.seed, verbose=0,
-                        policy_kwargs={"net_arch": [64, 64]})
+            agent = PPO(
+                "MlpPolicy",
+                venv,
+                n_steps=32,
+                batch_size=256,
+                n_epochs=10,
+                gamma=0.98,
+                gae_lambda=0.8,
+                learning_rate=1e-3,
+                ent_coef=0.0,
+                seed=args.seed,
+                verbose=0,
+                policy_kwargs={"net_arch": [64, 64]},
+            )
         else:
             agent.set_env(venv)
         bar = Progress("PPO in imagination", steps)
@@ -322,8 +343,14 @@ def run(args) -> dict:
     if args.plot:
         plot(curves, args.plot)
         print(f"Learning curves saved to {args.plot}")
-    return {"random": random_returns, "policy": policy_returns, "rates": rates, "elapsed": elapsed,
-            "curves": curves, "real_steps": len(data)}
+    return {
+        "random": random_returns,
+        "policy": policy_returns,
+        "rates": rates,
+        "elapsed": elapsed,
+        "curves": curves,
+        "real_steps": len(data),
+    }
 
 
 def plot(curves: dict, path: str):

@@ -48,8 +48,19 @@ class _AdapterHost:
     compiled once (and again after unpickling), and the backend's functions."""
 
     _COMPILED = (
-        "_convert_action", "_normalize_step", "_normalize_step_batch", "_normalize_reset", "_parse_step", "_to_numpy",
-        "_obs_spec", "_action_spec", "_transition", "_reset_call", "_reward", "_terminal", "_render",
+        "_convert_action",
+        "_normalize_step",
+        "_normalize_step_batch",
+        "_normalize_reset",
+        "_parse_step",
+        "_to_numpy",
+        "_obs_spec",
+        "_action_spec",
+        "_transition",
+        "_reset_call",
+        "_reward",
+        "_terminal",
+        "_render",
         "_transform",
     )
 
@@ -93,9 +104,7 @@ class _AdapterHost:
         _check_space(action_space, "action_space")
         render_mode = options["render_mode"]
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         _check_max_episode_steps(options["max_episode_steps"])
         self.world_model = world_model
         for name in _SHARED_OPTIONS:
@@ -149,9 +158,21 @@ class _AdapterHost:
 
 
 _SHARED_OPTIONS = (
-    "initial_observation", "initial_state", "reset_fn", "transition_fn", "reward_fn", "terminal_fn", "render_fn",
-    "action_transform_fn", "max_episode_steps", "render_mode", "device", "torch_actions", "info_model_state",
-    "grad", "backend",
+    "initial_observation",
+    "initial_state",
+    "reset_fn",
+    "transition_fn",
+    "reward_fn",
+    "terminal_fn",
+    "render_fn",
+    "action_transform_fn",
+    "max_episode_steps",
+    "render_mode",
+    "device",
+    "torch_actions",
+    "info_model_state",
+    "grad",
+    "backend",
 )
 
 
@@ -290,8 +311,15 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             if self._stage:
                 result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
             state, obs, reward, terminated, truncated, info = self._normalize_step(
-                result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, elapsed,
-                self.info_model_state, self._handed_out,
+                result,
+                self._state,
+                model_action,
+                self._obs_spec,
+                reward_fn,
+                terminal_fn,
+                elapsed,
+                self.info_model_state,
+                self._handed_out,
             )
         finally:
             if restore:

@@ -21,7 +21,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -49,11 +50,11 @@ class WorldModelVecEnv(VecEnv):
                 f"autoreset_mode=AutoresetMode.SAME_STEP (got {env.autoreset_mode}), or use WorldModelVecEnv.from_model"
             )
         self.env = env
-        self._actions = None
+        self._actions: Optional[np.ndarray] = None
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
 
     @classmethod
-    def from_model(cls, world_model, num_envs, observation_space, action_space, **kwargs) -> "WorldModelVecEnv":
+    def from_model(cls, world_model, num_envs, observation_space, action_space, **kwargs) -> WorldModelVecEnv:
         """Builds the vector env (SAME_STEP autoreset) and wraps it; ``kwargs``
         are WorldModelVectorEnv's keyword options."""
         kwargs["autoreset_mode"] = AutoresetMode.SAME_STEP

@@ -170,8 +170,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        for i, space in enumerate((self.single_observation_space, self.single_action_space,
-                                   self.observation_space, self.action_space)):
+        for i, space in enumerate(
+            (self.single_observation_space, self.single_action_space, self.observation_space, self.action_space)
+        ):
             space.seed(seed + i)
 
     @property
@@ -216,7 +217,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _check_discrete(self, action):
         low, n = self._discrete
-        values = action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
+        values = (
+            action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
+        )
         bad = (values < low) | (values >= low + n)
         if bad.any():
             i = int(np.flatnonzero(bad.reshape(-1))[0])
@@ -249,7 +252,13 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             if self._stage:
                 result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
             state, obs, reward, terminated, truncated, info = self._normalize_step_batch(
-                result, self._state, model_action, self._obs_spec, reward_fn, terminal_fn, self.num_envs,
+                result,
+                self._state,
+                model_action,
+                self._obs_spec,
+                reward_fn,
+                terminal_fn,
+                self.num_envs,
                 self._handed_out,
             )
             if self.max_episode_steps is not None:
