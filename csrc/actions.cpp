@@ -16,11 +16,12 @@ struct ActionSpec {
     PyObject* torch_dtype;
     PyObject* device;
     bool to_torch;
+    bool integral;
 };
 
 ActionSpec unpack(py::handle spec, py::object& high) {
     PyObject* s = spec.ptr();
-    if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) != 9) throw py::type_error("action spec must be a 9-tuple or None");
+    if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) != 10) throw py::type_error("action spec must be a 10-tuple or None");
     ActionSpec out;
     out.shape = PyTuple_GET_ITEM(s, 0);
     out.size = PyLong_AsSsize_t(PyTuple_GET_ITEM(s, 1));
@@ -40,6 +41,7 @@ ActionSpec unpack(py::handle spec, py::object& high) {
     out.torch_dtype = PyTuple_GET_ITEM(s, 6);
     out.device = PyTuple_GET_ITEM(s, 7);
     out.to_torch = truthy(PyTuple_GET_ITEM(s, 8));
+    out.integral = truthy(PyTuple_GET_ITEM(s, 9));
     return out;
 }
 
@@ -65,6 +67,35 @@ void check_discrete(const ActionSpec& spec, py::handle x) {
     }
 }
 
+[[noreturn]] void not_integral(py::handle action, const ActionSpec& spec) {
+    throw py::value_error("action " + std::string(py::repr(action)) + " is not an integer, as " +
+                          std::string(py::str(spec.space_repr)) + " requires");
+}
+
+bool all_of(py::handle x) { return truthy(call_method(x, refs().s_all)); }
+
+// The twin's _check_integral_tensor.
+void check_integral_tensor(py::handle action, py::handle tensor, const ActionSpec& spec) {
+    Refs& r = refs();
+    if (truthy(call_method(tensor, r.s_is_complex))) not_integral(action, spec);
+    if (truthy(call_method(tensor, r.s_is_floating_point))) {
+        if (!all_of(call_method(tensor, r.s_isfinite))) not_integral(action, spec);
+        py::object floor = call_method(tensor, r.s_floor);
+        if (!all_of(steal(PyObject_RichCompare(floor.ptr(), tensor.ptr(), Py_EQ)))) not_integral(action, spec);
+    }
+}
+
+// The twin's _check_integral_array.
+void check_integral_array(py::handle action, py::handle raw, const ActionSpec& spec) {
+    Refs& r = refs();
+    char kind = py::detail::array_descriptor_proxy(py::detail::array_proxy(raw.ptr())->descr)->kind;
+    if (kind == 'b' || kind == 'i' || kind == 'u') return;
+    if (kind != 'f') not_integral(action, spec);
+    if (!all_of(steal(PyObject_CallOneArg(r.np_isfinite, raw.ptr())))) not_integral(action, spec);
+    py::object floor = steal(PyObject_CallOneArg(r.np_floor, raw.ptr()));
+    if (!all_of(steal(PyObject_RichCompare(floor.ptr(), raw.ptr(), Py_EQ)))) not_integral(action, spec);
+}
+
 bool same_shape(py::handle shape, PyObject* expected) {
     int equal = PyObject_RichCompareBool(shape.ptr(), expected, Py_EQ);
     if (equal < 0) throw py::error_already_set();
@@ -74,6 +105,7 @@ bool same_shape(py::handle shape, PyObject* expected) {
 py::object tensor_action(py::handle action, const ActionSpec& spec) {
     Refs& r = refs();
     py::object tensor = call_method(action, r.s_detach);
+    if (spec.integral) check_integral_tensor(action, tensor, spec);
     long long numel = PyLong_AsLongLong(call_method(tensor, r.s_numel).ptr());
     if (numel == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (numel != spec.size) wrong_count(spec, getattr(tensor, r.s_shape));
@@ -98,6 +130,10 @@ py::object convert_action(py::handle action, py::handle spec_obj) {
     if (is_tensor(action)) return tensor_action(action, spec);
     py::object array;
     PyObject* p = action.ptr();
+    if (spec.integral) {
+        py::object raw = Py_TYPE(p) == r.ndarray ? borrow(action) : steal(PyObject_CallOneArg(r.asarray, p));
+        check_integral_array(action, raw, spec);
+    }
     if (Py_TYPE(p) == r.ndarray && reinterpret_cast<PyObject*>(py::detail::array_proxy(p)->descr) == spec.dtype) {
         array = borrow(action);  // np.asarray would hand back the same object
     } else {

@@ -25,10 +25,11 @@ PYBIND11_MODULE(_core, m) {
           "with the result.");
     m.def(
         "conform_observation",
-        [](py::handle obs, py::handle spec, const std::string& path, py::handle handed_out) {
-            return conform_observation(obs, spec, path, handed_out);
+        [](py::handle obs, py::handle spec, const std::string& path, py::handle handed_out, py::handle cast_hook) {
+            return conform_observation(obs, spec, path, handed_out, cast_hook);
         },
         py::arg("obs"), py::arg("spec"), py::arg("path") = "observation", py::arg("handed_out") = py::none(),
+        py::arg("cast_hook") = py::none(),
         "Converts obs to NumPy and makes it fit spec.");
     m.def("matches_structure", &matches_structure, py::arg("x"), py::arg("spec"),
           "True when x has the structure and shape of spec (dtype and bounds are not looked at).");
@@ -37,7 +38,7 @@ PYBIND11_MODULE(_core, m) {
           "A one-element termination or truncation flag as a Python bool.");
     m.def("normalize_step", &normalize_step, py::arg("result"), py::arg("state"), py::arg("action"),
           py::arg("obs_spec"), py::arg("reward_fn"), py::arg("terminal_fn"), py::arg("elapsed_steps"),
-          py::arg("info_model_state"), py::arg("handed_out") = py::none(),
+          py::arg("info_model_state"), py::arg("handed_out") = py::none(), py::arg("cast_hook") = py::none(),
           "Parses one transition result into (next_state, obs, reward, terminated, truncated, info).");
     m.def("parse_step", &parse_step, py::arg("result"), py::arg("state"),
           "The raw (next_state, obs, reward, terminated, truncated, info) of a step result; reward and "
@@ -46,10 +47,10 @@ PYBIND11_MODULE(_core, m) {
           "A new (num_envs,) array of dtype holding one value per env.");
     m.def("normalize_step_batch", &normalize_step_batch, py::arg("result"), py::arg("state"), py::arg("action"),
           py::arg("obs_spec"), py::arg("reward_fn"), py::arg("terminal_fn"), py::arg("num_envs"),
-          py::arg("handed_out") = py::none(),
+          py::arg("handed_out") = py::none(), py::arg("cast_hook") = py::none(),
           "Parses a batched transition result into (next_state, obs, reward, terminated, truncated, info).");
     m.def("normalize_reset", &normalize_reset, py::arg("result"), py::arg("obs_spec"), py::arg("default_state"),
-          py::arg("default_obs"), py::arg("handed_out") = py::none(), "Parses a reset result into (state, obs, info).");
+          py::arg("default_obs"), py::arg("handed_out") = py::none(), py::arg("cast_hook") = py::none(), "Parses a reset result into (state, obs, info).");
     m.def("convert_action", &convert_action, py::arg("action"), py::arg("spec"),
           "Turns a policy's action into what the model receives.");
     m.attr("OBSERVATION_KEYS") = py::reinterpret_borrow<py::object>(refs().observation_keys);

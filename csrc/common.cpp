@@ -25,6 +25,8 @@ void init_refs() {
     r.asarray = attr_of("numpy", "asarray");
     r.from_dlpack = attr_of("numpy", "from_dlpack");
     r.np_shape = attr_of("numpy", "shape");
+    r.np_isfinite = attr_of("numpy", "isfinite");
+    r.np_floor = attr_of("numpy", "floor");
     r.mapping_abc = attr_of("collections.abc", "Mapping");
     r.s_requires_grad = intern("requires_grad");
     r.s_detach = intern("detach");
@@ -37,6 +39,11 @@ void init_refs() {
     r.s_resolve_neg = intern("resolve_neg");
     r.s_untyped_storage = intern("untyped_storage");
     r.s_Tensor = intern("Tensor");
+    r.s_all = intern("all");
+    r.s_is_complex = intern("is_complex");
+    r.s_is_floating_point = intern("is_floating_point");
+    r.s_isfinite = intern("isfinite");
+    r.s_floor = intern("floor");
     r.s_from_numpy = intern("from_numpy");
     r.s_numel = intern("numel");
     r.s_item = intern("item");

@@ -18,6 +18,8 @@ struct Refs {
     PyObject* asarray = nullptr;
     PyObject* from_dlpack = nullptr;
     PyObject* np_shape = nullptr;
+    PyObject* np_isfinite = nullptr;
+    PyObject* np_floor = nullptr;
     PyObject* mapping_abc = nullptr;
     // torch: set by set_torch(); null when torch is absent. Owned references,
     // released when another module is registered.
@@ -35,6 +37,11 @@ struct Refs {
     PyObject* s_resolve_neg = nullptr;
     PyObject* s_untyped_storage = nullptr;
     PyObject* s_Tensor = nullptr;
+    PyObject* s_all = nullptr;
+    PyObject* s_is_complex = nullptr;
+    PyObject* s_is_floating_point = nullptr;
+    PyObject* s_isfinite = nullptr;
+    PyObject* s_floor = nullptr;
     PyObject* s_from_numpy = nullptr;
     PyObject* s_numel = nullptr;
     PyObject* s_item = nullptr;

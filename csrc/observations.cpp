@@ -183,7 +183,21 @@ long spec_kind(py::handle spec) {
                          std::string(py::repr(spec)));
 }
 
-py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, HandOut* hand_out) {
+// The twin's _batch_hint: said when the shape is the expected one behind a leading 1.
+std::string batch_hint(py::handle array, py::handle expected) {
+    auto* arr = py::detail::array_proxy(array.ptr());
+    Py_ssize_t n = PyTuple_GET_SIZE(expected.ptr());
+    if (arr->nd != n + 1 || arr->dimensions[0] != 1) return "";
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        Py_ssize_t d = PyLong_AsSsize_t(PyTuple_GET_ITEM(expected.ptr(), i));
+        if (d == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (arr->dimensions[i + 1] != d) return "";
+    }
+    return ": a leading batch of one; pass batched_model=True when the model always works on batches";
+}
+
+py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, HandOut* hand_out,
+                   py::handle cast_hook) {
     if (obs.is_none()) return py::none();
     if (spec.is_none()) return to_numpy_tree(obs, depth, hand_out);
     if (depth > kMaxDepth) too_deep();
@@ -194,12 +208,17 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
         py::handle shape = PyTuple_GET_ITEM(s, 1);
         if (!same_shape(array, shape)) {
             throw py::value_error(path.str() + " must have shape " + format_shape(shape) + ", got " +
-                                  format_shape(getattr(array, refs().s_shape)));
+                                  format_shape(getattr(array, refs().s_shape)) + batch_hint(array, shape));
         }
         const bool seen = hand_out != nullptr && hand_out->seen(array);
         PyObject* want = PyTuple_GET_ITEM(s, 2);
         PyObject* have = reinterpret_cast<PyObject*>(py::detail::array_proxy(array.ptr())->descr);
         if (have != want && !py::reinterpret_borrow<py::dtype>(have).equal(py::reinterpret_borrow<py::dtype>(want))) {
+            if (!cast_hook.is_none()) {
+                py::str where(path.str());
+                PyObject* args[] = {where.ptr(), array.ptr(), want};
+                steal(PyObject_Vectorcall(cast_hook.ptr(), args, 3, nullptr));
+            }
             array = call_method(array, refs().s_astype, want);
         } else if (seen) {
             array = copy_array(array);
@@ -223,7 +242,7 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
             Path child;
             child.parent = &path;
             child.key = key;
-            py::object converted = conform(value, PyTuple_GET_ITEM(subs, i), child, depth + 1, hand_out);
+            py::object converted = conform(value, PyTuple_GET_ITEM(subs, i), child, depth + 1, hand_out, cast_hook);
             if (PyDict_SetItem(out.ptr(), key, converted.ptr()) != 0) throw py::error_already_set();
         }
         return std::move(out);
@@ -245,7 +264,7 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
         child.parent = &path;
         child.index = i;
         py::object converted = conform(PyTuple_GET_ITEM(items.ptr(), i), PyTuple_GET_ITEM(subs, i), child, depth + 1,
-                                       hand_out);
+                                       hand_out, cast_hook);
         PyTuple_SET_ITEM(out.ptr(), i, converted.release().ptr());
     }
     return out;
@@ -298,12 +317,13 @@ std::string Path::str() const {
     return out + "]";
 }
 
-py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out) {
+py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out,
+                               py::handle cast_hook) {
     Path path;
     path.root = &root;
-    if (handed_out.is_none()) return conform(obs, spec, path, 0, nullptr);
+    if (handed_out.is_none()) return conform(obs, spec, path, 0, nullptr, cast_hook);
     HandOut hand_out(handed_out);
-    return conform(obs, spec, path, 0, &hand_out);
+    return conform(obs, spec, path, 0, &hand_out, cast_hook);
 }
 
 bool matches_structure(py::handle x, py::handle spec) { return matches(x, spec, 0); }

@@ -31,7 +31,8 @@ private:
 };
 
 // handed_out: None or the caller's list of addresses (see conform_observation).
-py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out);
+py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out,
+                               py::handle cast_hook);
 bool matches_structure(py::handle x, py::handle spec);
 
 // Observation-tree nesting limit: deeper is a ValueError, never a stack overflow.

@@ -143,7 +143,7 @@ py::tuple parse_step(py::handle result, py::handle state) {
 
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
-                         bool info_model_state, py::handle handed_out) {
+                         bool info_model_state, py::handle handed_out, py::handle cast_hook) {
     Refs& r = refs();
     RawStep raw = parse_step_raw(result, state);
     py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
@@ -160,7 +160,7 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
     py::dict info_value = info_dict(info);
     if (info_model_state) set_default(info_value, r.s_model_state, next_state);
     set_default(info_value, r.s_elapsed_steps, elapsed_steps);
-    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out, cast_hook);
     PyObject* out = PyTuple_New(6);
     if (out == nullptr) throw py::error_already_set();
     PyTuple_SET_ITEM(out, 0, next_state.release().ptr());
@@ -174,7 +174,7 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
 
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
-                               py::handle handed_out) {
+                               py::handle handed_out, py::handle cast_hook) {
     static PyObject* float32 = py::dtype("float32").release().ptr();
     static PyObject* boolean = py::dtype("bool").release().ptr();
     RawStep raw = parse_step_raw(result, state);
@@ -194,12 +194,12 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
     py::object terminated = as_batch(raw.terminated, num_envs, boolean, "terminated");
     py::object truncated = as_batch(raw.truncated, num_envs, boolean, "truncated");
     py::dict info = info_dict(raw.info);
-    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot, handed_out);
+    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot, handed_out, cast_hook);
     return py::make_tuple(raw.next_state, obs, reward, terminated, truncated, info);
 }
 
 py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs,
-                          py::handle handed_out) {
+                          py::handle handed_out, py::handle cast_hook) {
     Refs& r = refs();
     py::object state = borrow(default_state), obs, info = py::none();
     if (PyTuple_Check(result.ptr())) {
@@ -231,7 +231,7 @@ py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle def
     }
     if (state.is_none()) state = obs;
     py::dict info_value = info_dict(info);
-    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out, cast_hook);
     return py::make_tuple(state, obs_value, info_value);
 }
 

@@ -11,13 +11,13 @@ py::tuple parse_step(py::handle result, py::handle state);
 
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
-                         bool info_model_state, py::handle handed_out);
+                         bool info_model_state, py::handle handed_out, py::handle cast_hook);
 
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
-                               py::handle handed_out);
+                               py::handle handed_out, py::handle cast_hook);
 
 py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs,
-                          py::handle handed_out);
+                          py::handle handed_out, py::handle cast_hook);
 
 }  // namespace wmenv

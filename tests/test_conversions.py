@@ -88,12 +88,17 @@ def test_box_observation_is_cast_to_the_space_dtype(make_env, source):
     assert obs.dtype == np.float32 and np.array_equal(obs, [1.0, 2.0])
 
 
-@pytest.mark.parametrize("source, got", [(np.zeros(3), "(3,)"), (torch.zeros(1, 2), "(1, 2)"), (1.0, "()")])
+BATCH_HINT = ": a leading batch of one; pass batched_model=True when the model always works on batches"
+
+
+@pytest.mark.parametrize(
+    "source, got",
+    [(np.zeros(3), "(3,)"), (torch.zeros(1, 2), "(1, 2)" + BATCH_HINT), (1.0, "()"), (np.zeros((2, 2)), "(2, 2)")],
+)
 def test_box_observation_shape_error(make_env, source, got):
-    with pytest.raises(
-        ValueError, match=rf"^observation must have shape \(2,\), got {got.replace('(', '[(]').replace(')', '[)]')}$"
-    ):
+    with pytest.raises(ValueError) as raised:
         step_obs(make_env, source)
+    assert str(raised.value) == f"observation must have shape (2,), got {got}"
 
 
 DICT = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (2, 2), np.uint8), "vec": BOX2})

@@ -53,9 +53,11 @@ def test_train_model_learns_cartpole_dynamics():
 
 
 def test_console_entry_points():
-    for argv in ([sys.executable, "-m", "wmenv", "--help"], [sys.executable, "-m", "wmenv", "demo", "--help"]):
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        assert proc.returncode == 0 and "--rounds" in proc.stdout and "--plot" in proc.stdout
+    for argv in ([sys.executable, "-m", "wmenv", "--help"], [sys.executable, "-m", "wmenv"]):
+        proc = subprocess.run(argv, capture_output=True, text=True)  # bare wmenv prints the help, runs nothing
+        assert proc.returncode == 0 and all(c in proc.stdout for c in ("demo", "quickstart", "check"))
+    proc = subprocess.run([sys.executable, "-m", "wmenv", "demo", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--rounds" in proc.stdout and "--plot" in proc.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "wmenv", "quickstart", "--steps", "200"], capture_output=True, text=True
     )

@@ -23,6 +23,8 @@ def stepped(make_env, result, **kwargs):
 def test_six_tuple(make_env):
     env, (obs, r, term, trunc, info) = stepped(make_env, ("s1", OBS, 1.0, True, True, {"k": 1}))
     assert env.state == "s1" and np.array_equal(obs, OBS) and (r, term, trunc) == (1.0, True, True)
+    assert info == {"k": 1, "elapsed_steps": 1}  # the state is env.state; info_model_state is off by default
+    _, (*_, info) = stepped(make_env, ("s1", OBS, 1.0, True, True, {"k": 1}), info_model_state=True)
     assert info == {"k": 1, "model_state": "s1", "elapsed_steps": 1}
 
 
@@ -86,7 +88,7 @@ def test_mapping_next_state_and_done(make_env):
 
 def test_mapping_defaults(make_env):
     start = torch.tensor([7.0, 8.0])
-    env, (obs, r, term, trunc, info) = stepped(make_env, {"reward": 1.0}, initial_state=start)
+    env, (obs, r, term, trunc, info) = stepped(make_env, {"reward": 1.0}, initial_state=start, info_model_state=True)
     assert env.state is start and np.array_equal(obs, [7.0, 8.0])
     assert (r, term, trunc) == (1.0, False, False) and info["model_state"] is start
 
@@ -104,8 +106,8 @@ def test_mapping_observation_keys(make_env, key):
 
 def test_info_none_is_empty(make_env):
     _, (*_, info) = stepped(make_env, ("s", OBS, 0.0, False, False, None))
-    assert info == {"model_state": "s", "elapsed_steps": 1}
-    _, (*_, info) = stepped(make_env, {"state": "s", "obs": OBS, "info": None})
+    assert info == {"elapsed_steps": 1}
+    _, (*_, info) = stepped(make_env, {"state": "s", "obs": OBS, "info": None}, info_model_state=True)
     assert info == {"model_state": "s", "elapsed_steps": 1}
     _, (*_, info) = stepped(make_env, (OBS, 0.0, False, None))
     assert info["elapsed_steps"] == 1

@@ -9,10 +9,21 @@ Example:
 import gymnasium as _gym
 
 from ._backend import DEFAULT as _DEFAULT
+from .check import CheckReport, check
+from .diagnostics import WorldModelWarning
 from .env import WorldModelEnv, make_world_model_env
 from .vector import WorldModelVectorEnv
 
-__all__ = ["WorldModelEnv", "WorldModelVectorEnv", "make_world_model_env", "backend", "__version__"]
+__all__ = [
+    "CheckReport",
+    "WorldModelEnv",
+    "WorldModelVectorEnv",
+    "WorldModelWarning",
+    "backend",
+    "check",
+    "make_world_model_env",
+    "__version__",
+]
 __version__ = "0.1.0"
 
 

@@ -1,4 +1,4 @@
-"""``wmenv`` / ``python -m wmenv``: the demo (``wmenv demo``) or a quick-start (``wmenv quickstart``)."""
+"""``wmenv`` / ``python -m wmenv``: ``demo``, ``quickstart`` and ``check`` (bare ``wmenv`` prints the help)."""
 
 from __future__ import annotations
 
@@ -55,20 +55,58 @@ def quickstart(steps: int, seed: int) -> None:
     print(f"{steps / elapsed:,.0f} steps/s ({elapsed / steps * 1e6:.1f} us per step, model included)")
 
 
+def check_factory(target: str, steps: int, seed: int) -> int:
+    """``wmenv check MODULE:FACTORY``: builds the env and prints :func:`wmenv.check`'s report."""
+    import importlib
+
+    import wmenv
+
+    module_name, _, factory_name = target.partition(":")
+    if not module_name or not factory_name:
+        print(f"wmenv check: expected MODULE:FACTORY (e.g. mypkg.envs:make_env), got {target!r}", file=sys.stderr)
+        return 2
+    sys.path.insert(0, "")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    report = wmenv.check(factory(), steps=steps, seed=seed)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wmenv", description="A trained world model as a fast Gymnasium environment.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="learn CartPole, train PPO in imagination, test it on the real env (a few minutes)",
+        add_help=False,
+    )
+    demo.add_argument("args", nargs=argparse.REMAINDER, help="the demo's own options (wmenv demo --help)")
+    quick = commands.add_parser("quickstart", help="step a small world model and print the step rate (seconds)")
+    quick.add_argument("--steps", type=int, default=20000)
+    quick.add_argument("--seed", type=int, default=0)
+    check = commands.add_parser("check", help="report how an env's model outputs are read, and run the checkers")
+    check.add_argument("target", metavar="MODULE:FACTORY", help="a function that builds the env")
+    check.add_argument("--steps", type=int, default=50)
+    check.add_argument("--seed", type=int, default=0)
+    return parser
+
+
 def main(argv=None) -> int:
-    """``wmenv [demo|quickstart] [options]``: the demo unless told otherwise."""
+    """``wmenv COMMAND [options]``; bare ``wmenv`` prints the help."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv and argv[0] in ("demo", "quickstart") else "demo"
-    if command == "quickstart":
-        parser = argparse.ArgumentParser(prog="wmenv quickstart", description="step a small world model")
-        parser.add_argument("--steps", type=int, default=20000)
-        parser.add_argument("--seed", type=int, default=0)
-        args = parser.parse_args(argv)
+    parser = build_parser()
+    if argv and argv[0] == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "quickstart":
         quickstart(args.steps, args.seed)
         return 0
-    from .demo import main as demo_main
-
-    return demo_main(argv)
+    if args.command == "check":
+        return check_factory(args.target, args.steps, args.seed)
+    parser.print_help()
+    return 0
 
 
 if __name__ == "__main__":

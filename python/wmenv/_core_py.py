@@ -11,8 +11,9 @@ The functions take *specs*, plain tuples precompiled from Gymnasium spaces by
   ``(0, shape, dtype)`` for array spaces, ``(1, keys, subspecs)`` for ``Dict``
   and ``(2, subspecs)`` for ``Tuple``.
 * action spec: ``None`` (pass the action through) or ``(shape, size, dtype,
-  low, n, space_repr, torch_dtype, device, to_torch)``; ``n`` is ``-1`` unless
-  the space is ``Discrete``.
+  low, n, space_repr, torch_dtype, device, to_torch, integral)``; ``n`` is
+  ``-1`` unless the space is ``Discrete``; ``integral`` is true for the
+  integer spaces (``Discrete``, ``MultiDiscrete``, ``MultiBinary``).
 
 Example:
     >>> import numpy as np
@@ -226,7 +227,7 @@ def _check_spec(spec) -> int:
     raise TypeError(f"observation spec must be None or a tuple made by wmenv._spaces.observation_spec, got {spec!r}")
 
 
-def conform_observation(obs, spec, path: str = "observation", handed_out=None):
+def conform_observation(obs, spec, path: str = "observation", handed_out=None, cast_hook=None):
     """Converts ``obs`` to NumPy and makes it fit ``spec``.
 
     Array leaves are cast to the spec's dtype; a shape that differs raises
@@ -234,13 +235,21 @@ def conform_observation(obs, spec, path: str = "observation", handed_out=None):
     samples the space). ``handed_out``, when given, is a list of the memory
     addresses the previous call handed out: a leaf viewing one of them again
     (a model that updates its tensor in place) is copied, and the list is
-    replaced by this call's addresses.
+    replaced by this call's addresses. ``cast_hook``, when given, is called
+    as ``cast_hook(path, array, dtype)`` before an array leaf is cast to the
+    spec's dtype (only casting leaves pay for it).
     """
     hand_out = None if handed_out is None else _HandOut(handed_out)
-    return _conform(obs, spec, path, 0, hand_out)
+    return _conform(obs, spec, path, 0, hand_out, cast_hook)
 
 
-def _conform(obs, spec, path, depth, hand_out):
+def _batch_hint(shape, expected):
+    if len(shape) == len(expected) + 1 and shape[0] == 1 and tuple(shape[1:]) == tuple(expected):
+        return ": a leading batch of one; pass batched_model=True when the model always works on batches"
+    return ""
+
+
+def _conform(obs, spec, path, depth, hand_out, cast_hook):
     if obs is None:
         return None
     if spec is None:
@@ -251,9 +260,14 @@ def _conform(obs, spec, path, depth, hand_out):
     if kind == 0:
         arr = to_numpy(obs)
         if arr.shape != spec[1]:
-            raise ValueError(f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}")
+            raise ValueError(
+                f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
+                + _batch_hint(arr.shape, spec[1])
+            )
         seen = hand_out is not None and hand_out.seen(arr)
         if arr.dtype != spec[2]:
+            if cast_hook is not None:
+                cast_hook(path, arr, spec[2])
             arr = arr.astype(spec[2])
         elif seen:
             arr = arr.copy()
@@ -265,7 +279,7 @@ def _conform(obs, spec, path, depth, hand_out):
         for key, sub in zip(spec[1], spec[2]):
             if key not in obs:
                 raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
-            out[key] = _conform(obs[key], sub, f"{path}[{key!r}]", depth + 1, hand_out)
+            out[key] = _conform(obs[key], sub, f"{path}[{key!r}]", depth + 1, hand_out, cast_hook)
         return out
     subs = spec[1]
     if not isinstance(obs, (tuple, list)):
@@ -274,7 +288,10 @@ def _conform(obs, spec, path, depth, hand_out):
     if len(items) != len(subs):
         raise ValueError(f"{path} must have {len(subs)} items for a Tuple space, got {len(items)}")
     return tuple(
-        [_conform(item, sub, f"{path}[{i}]", depth + 1, hand_out) for i, (item, sub) in enumerate(zip(items, subs))]
+        [
+            _conform(item, sub, f"{path}[{i}]", depth + 1, hand_out, cast_hook)
+            for i, (item, sub) in enumerate(zip(items, subs))
+        ]
     )
 
 
@@ -422,7 +439,16 @@ def parse_step(result, state):
 
 
 def normalize_step(
-    result, state, action, obs_spec, reward_fn, terminal_fn, elapsed_steps, info_model_state, handed_out=None
+    result,
+    state,
+    action,
+    obs_spec,
+    reward_fn,
+    terminal_fn,
+    elapsed_steps,
+    info_model_state,
+    handed_out=None,
+    cast_hook=None,
 ):
     """Parses one transition result into
     ``(next_state, obs, reward, terminated, truncated, info)``.
@@ -431,7 +457,7 @@ def normalize_step(
     ``(next_state, raw_observation, action)``; they run only when the result
     carries no reward or termination. ``info`` is a new dict holding
     ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
-    ``handed_out`` is :func:`conform_observation`'s.
+    ``handed_out`` and ``cast_hook`` are :func:`conform_observation`'s.
     """
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
@@ -446,7 +472,7 @@ def normalize_step(
         info["model_state"] = next_state
     if "elapsed_steps" not in info:
         info["elapsed_steps"] = elapsed_steps
-    obs = conform_observation(obs, obs_spec, "observation", handed_out)
+    obs = conform_observation(obs, obs_spec, "observation", handed_out, cast_hook)
     return next_state, obs, reward, terminated, truncated, info
 
 
@@ -463,12 +489,14 @@ def as_batch(x, num_envs: int, dtype, name: str):
     return arr.reshape(num_envs).astype(dtype)
 
 
-def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out=None):
+def normalize_step_batch(
+    result, state, action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out=None, cast_hook=None
+):
     """Parses a batched transition result into ``(next_state, obs, reward,
     terminated, truncated, info)``: ``reward`` a new ``float32`` array and the
     flags new ``bool`` arrays of shape ``(num_envs,)``, ``obs`` conformed to
-    the batched ``obs_spec``, ``info`` a new dict; ``handed_out`` is
-    :func:`conform_observation`'s."""
+    the batched ``obs_spec``, ``info`` a new dict; ``handed_out`` and
+    ``cast_hook`` are :func:`conform_observation`'s."""
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
         reward = _zeros(num_envs, _FLOAT32) if reward_fn is None else reward_fn(next_state, obs, action)
@@ -480,17 +508,17 @@ def normalize_step_batch(result, state, action, obs_spec, reward_fn, terminal_fn
     terminated = as_batch(terminated, num_envs, _BOOL, "terminated")
     truncated = as_batch(truncated, num_envs, _BOOL, "truncated")
     info = _info_dict(info)
-    obs = conform_observation(obs, obs_spec, "observation", handed_out)
+    obs = conform_observation(obs, obs_spec, "observation", handed_out, cast_hook)
     return next_state, obs, reward, terminated, truncated, info
 
 
-def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=None):
+def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=None, cast_hook=None):
     """Parses a reset result into ``(state, obs, info)``.
 
     A state the result does not carry is ``default_state``, or the raw
     observation when that is ``None``; an observation it does not carry is
     ``default_obs``. ``obs`` is ``None`` when none is known (the caller samples).
-    ``handed_out`` is :func:`conform_observation`'s.
+    ``handed_out`` and ``cast_hook`` are :func:`conform_observation`'s.
     """
     state = default_state
     info = None
@@ -523,7 +551,7 @@ def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=Non
     if state is None:
         state = obs
     info = _info_dict(info)
-    return state, conform_observation(obs, obs_spec, "observation", handed_out), info
+    return state, conform_observation(obs, obs_spec, "observation", handed_out, cast_hook), info
 
 
 def _action_error(size, space_repr, shape):
@@ -537,21 +565,44 @@ def _check_discrete(value, low, n, space_repr):
         raise ValueError(f"action {value} is outside {space_repr} (valid: {low} to {low + n - 1})")
 
 
+def _not_integral(action, space_repr):
+    return ValueError(f"action {action!r} is not an integer, as {space_repr} requires")
+
+
+def _check_integral_tensor(action, tensor, space_repr):
+    if tensor.is_complex():
+        raise _not_integral(action, space_repr)
+    if tensor.is_floating_point() and not (bool(tensor.isfinite().all()) and bool((tensor.floor() == tensor).all())):
+        raise _not_integral(action, space_repr)
+
+
+def _check_integral_array(action, raw, space_repr):
+    kind = raw.dtype.kind
+    if kind in "biu":
+        return
+    if kind != "f" or not (bool(np.isfinite(raw).all()) and bool((np.floor(raw) == raw).all())):
+        raise _not_integral(action, space_repr)
+
+
 def convert_action(action, spec):
     """Turns a policy's action into what the model receives.
 
-    Checks the element count and the ``Discrete`` range, reshapes to the
-    space's shape, casts to the space's dtype and, when the spec says so,
+    Checks that actions of integer spaces are integral (a non-integral
+    number or a non-number is a ``ValueError``), the element count and the
+    ``Discrete`` range, reshapes to the space's shape, casts to the space's
+    dtype and, when the spec says so,
     hands it over as a torch tensor on the spec's device (sharing memory with
     a NumPy input where the dtype allows).
     """
     if spec is None:
         return action
-    if type(spec) is not tuple or len(spec) != 9:
-        raise TypeError("action spec must be a 9-tuple or None")
-    shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch = spec
+    if type(spec) is not tuple or len(spec) != 10:
+        raise TypeError("action spec must be a 10-tuple or None")
+    shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch, integral = spec
     if _Tensor is not None and isinstance(action, _Tensor):
         tensor = action.detach()
+        if integral:
+            _check_integral_tensor(action, tensor, space_repr)
         if tensor.numel() != size:
             raise _action_error(size, space_repr, tensor.shape)
         if n >= 0:
@@ -561,6 +612,8 @@ def convert_action(action, spec):
         if tensor.shape != shape:
             tensor = tensor.reshape(shape)
         return tensor.to(device=device, dtype=torch_dtype)
+    if integral:
+        _check_integral_array(action, action if type(action) is _NDArray else _asarray(action), space_repr)
     arr = _asarray(action, dtype=dtype)
     if arr.size != size:
         raise _action_error(size, space_repr, arr.shape)

@@ -51,4 +51,36 @@ def action_spec(space: spaces.Space, torch_module, device, torch_actions: bool):
                 device = None
     else:
         device = None
-    return (shape, size, dtype, low, n, repr(space), torch_dtype, device, to_torch)
+    integral = not isinstance(space, spaces.Box)
+    return (shape, size, dtype, low, n, repr(space), torch_dtype, device, to_torch, integral)
+
+
+def with_leading_one(spec):
+    """The observation spec of a model that returns a batch of one: every
+    array leaf's shape gets a leading 1."""
+    if spec is None:
+        return None
+    if spec[0] == 0:
+        return (0, (1,) + spec[1], spec[2])
+    if spec[0] == 1:
+        return (1, spec[1], tuple(with_leading_one(s) for s in spec[2]))
+    return (2, tuple(with_leading_one(s) for s in spec[1]))
+
+
+def first_of_batch(obs):
+    """Every array leaf's first (only) batch entry, as a view."""
+    if isinstance(obs, dict):
+        return {k: first_of_batch(v) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(first_of_batch(v) for v in obs)
+    if isinstance(obs, np.ndarray) and obs.ndim:
+        return obs[0]
+    return obs
+
+
+def add_batch_of_one(action):
+    """``action`` with a leading batch dimension of one (tensors and arrays)."""
+    unsqueeze = getattr(action, "unsqueeze", None)
+    if unsqueeze is not None:
+        return unsqueeze(0)
+    return np.expand_dims(np.asarray(action), 0)

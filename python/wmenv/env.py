@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from . import _backend, _spaces, _staging, adapters
+from .diagnostics import Notes
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -43,6 +44,33 @@ def _grad_off(enabled: bool):
     return False
 
 
+def as_frame(x, batch_dims: int = 0):
+    """An image-like array with its channels first (``uint8``, or floats in
+    [0, 1]; 1 or 3 channels) as an ``(..., H, W, 3)`` ``uint8`` frame, the
+    layout Gymnasium's ``rgb_array`` expects; anything else unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> as_frame(np.zeros((3, 64, 48), np.float32)).shape
+        (64, 48, 3)
+    """
+    if not isinstance(x, np.ndarray) or x.ndim != 3 + batch_dims:
+        return x
+    channels, height, width = x.shape[batch_dims:]
+    if channels not in (1, 3) or width in (1, 3, 4) or min(height, width) < 8:
+        return x
+    if x.dtype == np.uint8:
+        frame = x
+    elif x.dtype.kind == "f" and x.size and 0.0 <= float(np.nanmin(x)) and float(np.nanmax(x)) <= 1.0:
+        frame = np.rint(np.nan_to_num(x) * 255.0).astype(np.uint8)
+    else:
+        return x
+    frame = np.moveaxis(frame, batch_dims, -1)
+    if channels == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    return np.ascontiguousarray(frame)
+
+
 class _AdapterHost:
     """What WorldModelEnv and WorldModelVectorEnv share: the adapters,
     compiled once (and again after unpickling), and the backend's functions."""
@@ -62,6 +90,7 @@ class _AdapterHost:
         "_terminal",
         "_render",
         "_transform",
+        "_cast_hook",
     )
 
     def _compile(self):
@@ -84,6 +113,7 @@ class _AdapterHost:
             None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1)
         )
         self._no_grad = not self.grad
+        self._cast_hook = self._notes.on_cast
 
     def _compile_specs(self):  # pragma: no cover - each env defines it
         raise NotImplementedError
@@ -114,6 +144,8 @@ class _AdapterHost:
         self.torch_actions = bool(self.torch_actions)
         self.info_model_state = bool(self.info_model_state)
         self.grad = bool(self.grad)
+        self.batched_model = bool(self.batched_model)
+        self._notes = Notes()
         self.backend = _backend.DEFAULT if self.backend is None else self.backend
         self._closed = False
         # Addresses of the memory the last observation came from: the model
@@ -147,9 +179,18 @@ class _AdapterHost:
             result = (self.initial_state, self.initial_observation, None)
         else:
             result = self._reset_call(seed, options)
+            if not self._notes.checked_keys["reset"]:
+                self._notes.check_keys("reset", result)
         state, obs, info = self._normalize_reset(
-            result, self._obs_spec, self.initial_state, self.initial_observation, self._handed_out
+            result,
+            self._model_obs_spec,
+            self.initial_state,
+            self.initial_observation,
+            self._handed_out,
+            self._cast_hook,
         )
+        if self._batch_of_one and obs is not None:
+            obs = _spaces.first_of_batch(obs)
         if obs is None:
             obs = self.observation_space.sample()
             if state is None:
@@ -173,6 +214,7 @@ _SHARED_OPTIONS = (
     "info_model_state",
     "grad",
     "backend",
+    "batched_model",
 )
 
 
@@ -203,9 +245,15 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         device: torch device actions are placed on.
         torch_actions: hand actions to the model as torch tensors.
         seed: seeds the spaces and the env's generator.
-        info_model_state: put the next state in ``info["model_state"]``.
+        info_model_state: put the next state in ``info["model_state"]`` (off
+            by default: Gymnasium's ``check_env`` cannot compare tensors in
+            ``info``; the state is ``env.state``).
         grad: run the model with autograd on (for differentiable rollouts).
         backend: ``"native"`` or ``"python"``; default ``wmenv.backend()``.
+        batched_model: the model always works on batches: it gets actions
+            with a leading batch of one, and that batch is removed from the
+            observation it returns (reward and flags hold one element either
+            way; the state stays batched).
 
     Example:
         >>> import numpy as np, gymnasium as gym
@@ -245,11 +293,13 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         device: Any = None,
         torch_actions: bool = True,
         seed: Optional[int] = None,
-        info_model_state: bool = True,
+        info_model_state: bool = False,
         grad: bool = False,
         backend: Optional[str] = None,
+        batched_model: bool = False,
     ):
         self._store_options(world_model, observation_space, action_space, locals())
+        self._batch_of_one = self.batched_model
         self.observation_space = observation_space
         self.action_space = action_space
         self._state = None
@@ -261,6 +311,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
 
     def _compile_specs(self):
         self._obs_spec = _spaces.observation_spec(self.observation_space)
+        self._model_obs_spec = _spaces.with_leading_one(self._obs_spec) if self._batch_of_one else self._obs_spec
         self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
 
     def _seed(self, seed):
@@ -304,9 +355,13 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         try:
             if self._transform is None:
                 model_action = self._convert_action(action, self._action_spec)
+                if self._batch_of_one:
+                    model_action = _spaces.add_batch_of_one(model_action)
             else:
                 model_action = self._transform(action)
             result = self._transition(self._state, model_action)
+            if not self._notes.checked_keys["step"]:
+                self._notes.check_keys("step", result)
             reward_fn, terminal_fn = self._reward, self._terminal
             if self._stage:
                 result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
@@ -314,13 +369,16 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                 result,
                 self._state,
                 model_action,
-                self._obs_spec,
+                self._model_obs_spec,
                 reward_fn,
                 terminal_fn,
                 elapsed,
                 self.info_model_state,
                 self._handed_out,
+                self._cast_hook,
             )
+            if self._batch_of_one and obs is not None:
+                obs = _spaces.first_of_batch(obs)
         finally:
             if restore:
                 _set_grad_enabled(True)
@@ -348,8 +406,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         if isinstance(obs, dict):
             for key in _RENDER_KEYS:
                 if key in obs:
-                    return self._to_numpy(obs[key], None)
-        return self._to_numpy(obs, None)
+                    return as_frame(self._to_numpy(obs[key], None))
+        return as_frame(self._to_numpy(obs, None))
 
     def close(self):
         self._close_model()

@@ -4,7 +4,9 @@ SB3 takes its own ``VecEnv`` type, not Gymnasium vector envs; this adapter
 gives it one whose ``step_wait`` advances every rollout in a single batched
 model call. SB3 expects envs that reset themselves in the step that ends them
 (Gymnasium's SAME_STEP autoreset), with the last observation in
-``info["terminal_observation"]``: the adapter builds its env that way.
+``info["terminal_observation"]``: the adapter builds its env that way. It also
+reports each finished episode in ``info["episode"]`` (``r``, ``l``, ``t``, as
+SB3's ``Monitor`` does), so ``ep_rew_mean`` is logged with no ``VecMonitor``.
 
 Example:
     >>> import gymnasium as gym, numpy as np, torch
@@ -21,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -51,6 +54,11 @@ class WorldModelVecEnv(VecEnv):
             )
         self.env = env
         self._actions: Optional[np.ndarray] = None
+        # Episode statistics as SB3's Monitor reports them (info["episode"]),
+        # so ep_rew_mean / ep_len_mean are logged without a VecMonitor.
+        self._returns = np.zeros(env.num_envs, np.float64)
+        self._lengths = np.zeros(env.num_envs, np.int64)
+        self._start = time.time()
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
 
     @classmethod
@@ -67,6 +75,8 @@ class WorldModelVecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [{} for _ in range(self.num_envs)]
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -75,11 +85,17 @@ class WorldModelVecEnv(VecEnv):
     def step_wait(self):
         obs, rewards, terminated, truncated, info = self.env.step(self._actions)
         dones = terminated | truncated
+        self._returns += rewards
+        self._lengths += 1
         infos = [{"TimeLimit.truncated": bool(truncated[i] and not terminated[i])} for i in range(self.num_envs)]
         if dones.any():
             final_obs = info["final_obs"]
+            elapsed = round(time.time() - self._start, 6)
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = final_obs[i]
+                infos[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": elapsed}
+            self._returns[dones] = 0.0
+            self._lengths[dones] = 0
         return obs, rewards, dones, infos
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces
-from .env import _AdapterHost, _grad_off, _set_grad_enabled
+from .env import _AdapterHost, _grad_off, _set_grad_enabled, as_frame
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
@@ -99,6 +99,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     ``terminated`` of shape ``(num_envs,)``). Takes WorldModelEnv's keyword
     options, plus ``autoreset_mode`` (NEXT_STEP, SAME_STEP or DISABLED).
 
+    ``batched_model`` is accepted for symmetry with WorldModelEnv and changes
+    nothing: this env's model always works on the whole batch.
+
     Partial resets call the reset with ``options["reset_mask"]`` (a bool array);
     what it returns is merged by that mask, so only the masked envs change.
 
@@ -143,10 +146,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         grad: bool = False,
         backend: Optional[str] = None,
         autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+        batched_model: bool = False,
     ):
         self.num_envs = _check_num_envs(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self._store_options(world_model, observation_space, action_space, locals())
+        self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.single_observation_space = observation_space
         self.single_action_space = action_space
@@ -162,6 +167,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _compile_specs(self):
         self._obs_spec = _spaces.observation_spec(self.observation_space)
+        self._model_obs_spec = self._obs_spec
         self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
         space = self.single_action_space
         self._discrete = (
@@ -260,6 +266,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 terminal_fn,
                 self.num_envs,
                 self._handed_out,
+                self._cast_hook,
             )
             if self.max_episode_steps is not None:
                 truncated |= elapsed >= self.max_episode_steps
@@ -311,8 +318,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         if isinstance(obs, dict):
             for key in _RENDER_KEYS:
                 if key in obs:
-                    return obs[key]
-        return obs
+                    return as_frame(obs[key], batch_dims=1)
+        return as_frame(obs, batch_dims=1)
 
     def close_extras(self, **kwargs):
         self._close_model()

@@ -1,0 +1,233 @@
+"""``wmenv.check(env)``: a report to read before training on a world model env.
+
+It steps the env and says how each output was interpreted, what was cast and
+lost, how often observations left the space's bounds, whether the ecosystem's
+checkers (Gymnasium's, and Stable-Baselines3's when installed) pass, whether a
+seeded rollout repeats, whether both backends agree, and what a step costs.
+
+Example:
+    >>> import gymnasium as gym, numpy as np
+    >>> import wmenv
+    >>> env = wmenv.WorldModelEnv(None, gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (2,)),
+    ...                           transition_fn=lambda m, s, a: (s, s, 0.0),
+    ...                           initial_state=np.zeros(2, np.float32), torch_actions=False)
+    >>> report = wmenv.check(env, steps=5)
+    >>> report.ok
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _backend
+from ._core_py import OBSERVATION_KEYS
+from .diagnostics import WorldModelWarning
+from .env import _SHARED_OPTIONS
+
+__all__ = ["check", "CheckReport"]
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check` found. ``ok`` is False when any check failed."""
+
+    lines: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+    def fail(self, line: str) -> None:
+        self.failures.append(line)
+        self.lines.append("FAIL " + line)
+
+    def __str__(self) -> str:
+        head = "wmenv check: " + ("ok" if self.ok else f"{len(self.failures)} failure(s)")
+        body = [head] + ["  " + line for line in self.lines]
+        if self.warnings:
+            body.append("  warnings:")
+            body += ["    " + w for w in self.warnings]
+        return "\n".join(body)
+
+
+def _describe_result(result, kind: str) -> str:
+    if isinstance(result, Mapping):
+        keys = list(result.keys())
+        obs_key = next((k for k in OBSERVATION_KEYS if k in result), None)
+        parts = [f"a mapping with keys {keys}"]
+        parts.append(f"observation from {obs_key!r}" if obs_key else "no observation key: the state stands in")
+        if kind == "step":
+            parts.append("reward from 'reward'" if "reward" in result else "no reward: reward_fn or 0.0")
+            term = "terminated" if "terminated" in result else "done" if "done" in result else None
+            parts.append(f"termination from {term!r}" if term else "no termination: terminal_fn or False")
+        return "; ".join(parts)
+    if isinstance(result, tuple):
+        forms = {
+            "step": {
+                6: "(next_state, obs, reward, terminated, truncated, info)",
+                5: "(obs, reward, terminated, truncated, info)",
+                4: "(obs, reward, done, info)",
+                3: "(next_state, obs, reward)",
+                2: "(next_state, obs)",
+                1: "(next_state,)",
+            },
+            "reset": {3: "(state, obs, info)", 2: "(state, obs) or (obs, info)"},
+        }[kind]
+        return f"a {len(result)}-tuple read as {forms.get(len(result), 'its first item as the observation')}"
+    return f"a bare {type(result).__name__}, taken as the {'next state and ' if kind == 'step' else ''}observation"
+
+
+def _rollout(env, seed: int, actions) -> list:
+    obs, _ = env.reset(seed=seed)
+    out = [copy.deepcopy(obs)]
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        out.append((copy.deepcopy(obs), reward, terminated, truncated))
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append(copy.deepcopy(obs))
+    return out
+
+
+def _same(a, b) -> bool:
+    try:
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        if isinstance(a, (tuple, list)):
+            return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        if isinstance(a, np.ndarray):
+            return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+        return a == b or (a != a and b != b)
+    except Exception:
+        return False
+
+
+def _rebuild(env, backend: str):
+    options = {name: getattr(env, name) for name in _SHARED_OPTIONS if name != "backend"}
+    return type(env)(env.world_model, env.observation_space, env.action_space, backend=backend, **options)
+
+
+def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
+    """Steps ``env`` (a :class:`~wmenv.WorldModelEnv`) and reports how its
+    outputs were read and whether the usual checkers pass."""
+    report = CheckReport()
+    space = env.observation_space
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    transition, reset_call = env._transition, env._reset_call
+
+    def spy(kind, call):  # keeps the first raw result of a call, to say how it was read
+        def spied(*args):
+            result = call(*args)
+            raw.setdefault(kind, result)
+            return result
+
+        return spied
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # 1. how outputs are read
+        raw: dict = {}
+        env._transition = spy("step", transition)
+        if reset_call is not None:
+            env._reset_call = spy("reset", reset_call)
+        try:
+            outside = 0
+            trajectory = _rollout(env, seed, actions)
+            for item in trajectory:
+                obs = item[0] if isinstance(item, tuple) else item
+                if not space.contains(obs):
+                    outside += 1
+        except Exception as exc:
+            report.fail(f"stepping raised {type(exc).__name__}: {exc}")
+            return report
+        finally:
+            env._transition, env._reset_call = transition, reset_call
+        report.say(f"backend: {env.backend}")
+        report.say(
+            "reset: "
+            + (
+                _describe_result(raw["reset"], "reset")
+                if "reset" in raw
+                else "default (initial_state / initial_observation)"
+            )
+        )
+        if "step" in raw:
+            report.say("step: " + _describe_result(raw["step"], "step"))
+        for path, (src, dst, lossy, low, high) in env._notes.casts.items():
+            loss = f", LOSSY (values in [{low:g}, {high:g}])" if lossy else ""
+            report.say(f"cast: {path} {src} -> {dst}{loss}")
+            if lossy:
+                report.fail(f"{path}: casting {src} to {dst} loses information")
+        for kind, keys in env._notes.unknown_keys.items():
+            report.fail(f"{kind} result keys {list(keys)} were not recognised; the observation fell back")
+        total = len(trajectory)
+        report.say(f"observations outside the observation space: {outside} of {total}")
+        # 2. determinism under a seed
+        again = _rollout(env, seed, actions)
+        if _same(trajectory, again):
+            report.say(f"determinism: the same seed ({seed}) and actions gave the same trajectory")
+        else:
+            report.fail(
+                "determinism: the same seed and actions gave different trajectories; draw the model's "
+                "randomness from a torch.Generator seeded in reset(seed=...) (or seed the model there)"
+            )
+        # 3. both backends agree
+        for other in _backend.available():
+            if other == env.backend:
+                continue
+            try:
+                twin = _rebuild(env, other)
+                if _same(_rollout(twin, seed, actions), again):
+                    report.say(f"backends: {env.backend} and {other} agree")
+                else:
+                    report.fail(f"backends: {env.backend} and {other} gave different trajectories")
+            except Exception as exc:
+                report.fail(f"backends: the {other} backend raised {type(exc).__name__}: {exc}")
+        # 4. the ecosystem's checkers
+        try:
+            from gymnasium.utils.env_checker import check_env as gym_check
+
+            gym_check(env, skip_render_check=env.render_mode is None)
+            report.say("gymnasium check_env: passed")
+        except Exception as exc:
+            report.fail(f"gymnasium check_env: {type(exc).__name__}: {exc}")
+        try:
+            from stable_baselines3.common.env_checker import check_env as sb3_check
+        except ImportError:
+            report.say("stable-baselines3 check_env: not installed")
+        else:
+            try:
+                sb3_check(env, warn=True)
+                report.say("stable-baselines3 check_env: passed")
+            except Exception as exc:
+                report.fail(f"stable-baselines3 check_env: {type(exc).__name__}: {exc}")
+        # 5. cost of a step
+        env.reset(seed=seed)
+        start = time.perf_counter()
+        n = 0
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            n += 1
+            if terminated or truncated:
+                env.reset()
+        report.say(f"step: {(time.perf_counter() - start) / max(n, 1) * 1e6:.1f} us (model included)")
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in report.warnings:
+            report.warnings.append(text)
+        if issubclass(w.category, WorldModelWarning):
+            report.failures.append(text)
+    return report
