@@ -304,7 +304,7 @@ def test_merge_failure_leaves_env_unchanged(backend):
     )
     env.reset()
     before = env.state
-    with pytest.raises(TypeError, match="cannot merge a str by reset_mask"):
+    with pytest.raises(TypeError, match=r"cannot merge state \(a str\) by reset_mask"):
         env.reset(options={"reset_mask": np.array([True, False])})
     assert env.state is before
 
@@ -384,3 +384,42 @@ def test_merge_by_mask_unit():
     with pytest.raises(ValueError, match="must return the full batch"):
         merge_by_mask(mask, np.zeros(2), np.ones(3))
     assert merge_by_mask(np.ones(3, bool), "anything", "old") == "anything"
+
+
+class LSTMState:
+    """DIAMOND-style state: frames (n, 2) and an LSTM's (h, c), each (1, n, 3)."""
+
+    def reset(self, seed=None, options=None):
+        n = len(options["reset_mask"])
+        state = (torch.zeros(n, 2), (torch.zeros(1, n, 3), torch.zeros(1, n, 3)))
+        return state, state[0]
+
+    def step(self, state, action):
+        frames, (h, c) = state
+        done = torch.zeros(frames.shape[0], dtype=torch.bool)
+        done[0] = True  # env 0 ends every step, the others never
+        return {"state": (frames + 1, (h + 1, c + 1)), "observation": frames + 1, "terminated": done}
+
+
+def test_partial_resets_with_a_declared_batch_axis(backend):
+    axes = {"state[1][0]": 1, "state[1][1]": 1}
+    env = WorldModelVectorEnv(LSTMState(), 3, OBS, ACT, batch_axes=axes, backend=backend)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros((3, 1), np.float32))
+    frames, (h, c) = env.state
+    assert h[0, :, 0].tolist() == [1.0, 3.0, 3.0] and frames[:, 0].tolist() == [1.0, 3.0, 3.0]  # env 0 reset at step 2
+
+
+def test_merge_error_names_the_leaf_shape_axis_and_num_envs(backend):
+    env = WorldModelVectorEnv(LSTMState(), 3, OBS, ACT, backend=backend)
+    env.reset(seed=0)
+    env.step(np.zeros((3, 1), np.float32))
+    with pytest.raises(ValueError) as raised:
+        env.step(np.zeros((3, 1), np.float32))
+    assert str(raised.value) == (
+        "cannot merge state[1][0] by reset_mask: it has shape (1, 3, 3), and its batch axis 0 should have 3 entries "
+        "(num_envs=3); declare where its batch axis is with WorldModelVectorEnv(..., batch_axes={'state[1][0]': AXIS})"
+    )
+    with pytest.raises(TypeError, match="batch_axes must be an int or a dict"):
+        WorldModelVectorEnv(LSTMState(), 3, OBS, ACT, batch_axes="1")

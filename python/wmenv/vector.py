@@ -43,43 +43,66 @@ def _check_reset_mask(mask, num_envs):
         raise ValueError("options['reset_mask'] must hold at least one True value")
 
 
-def merge_by_mask(mask: np.ndarray, new, old):
+def merge_by_mask(mask: np.ndarray, new, old, batch_axes=0, path: str = "state"):
     """``new`` where ``mask`` is True and ``old`` elsewhere, leaf by leaf.
 
-    Leaves are NumPy arrays or torch tensors with a leading batch dimension,
-    inside dicts, tuples and lists. The result is new; neither input changes.
+    Leaves are NumPy arrays or torch tensors with a batch dimension, inside
+    dicts, tuples and lists. The batch axis is 0 unless ``batch_axes`` says
+    otherwise: an int for every leaf, or a dict from leaf paths (as errors
+    name them: ``"state[1][0]"``, ``"state['h']"``) to axes, e.g. ``1`` for an
+    LSTM state of shape ``(layers, num_envs, hidden)``. The result is new;
+    neither input changes.
 
     Example:
         >>> import numpy as np
         >>> merge_by_mask(np.array([True, False]), np.array([1, 2]), np.array([8, 9]))
         array([1, 9])
+        >>> merge_by_mask(np.array([True, False]), np.ones((1, 2)), np.zeros((1, 2)), {"state": 1})
+        array([[1., 0.]])
     """
     if old is None or mask.all():
         return new
     if isinstance(new, dict):
-        return {k: merge_by_mask(mask, v, old[k]) if k in old else v for k, v in new.items()}
+        return {
+            k: merge_by_mask(mask, v, old[k], batch_axes, f"{path}[{k!r}]") if k in old else v for k, v in new.items()
+        }
     if isinstance(new, (tuple, list)):
-        return type(new)(merge_by_mask(mask, n, o) for n, o in zip(new, old))
+        return type(new)(
+            merge_by_mask(mask, n, o, batch_axes, f"{path}[{i}]") for i, (n, o) in enumerate(zip(new, old))
+        )
+    axis = batch_axes if isinstance(batch_axes, int) else batch_axes.get(path, 0)
     if _torch is not None and isinstance(new, _torch.Tensor):
         old_t = _torch.as_tensor(old, device=new.device, dtype=new.dtype)
-        _check_batch(mask, new.shape, old_t.shape)
-        where = _torch.from_numpy(mask).to(new.device).reshape((-1,) + (1,) * (new.dim() - 1))
+        _check_batch(mask, new.shape, old_t.shape, axis, path)
+        shape = [1] * new.dim()
+        shape[axis] = -1
+        where = _torch.from_numpy(mask).to(new.device).reshape(shape)
         return _torch.where(where, new, old_t)
     if isinstance(new, np.ndarray):
         old_a = np.asarray(old)
-        _check_batch(mask, new.shape, old_a.shape)
-        return np.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old_a).astype(new.dtype, copy=False)
+        _check_batch(mask, new.shape, old_a.shape, axis, path)
+        shape = [1] * new.ndim
+        shape[axis] = -1
+        return np.where(mask.reshape(shape), new, old_a).astype(new.dtype, copy=False)
     raise TypeError(
-        f"cannot merge a {type(new).__name__} by reset_mask: a partial reset must return arrays or tensors "
-        "with a leading batch dimension (inside dicts, tuples or lists)"
+        f"cannot merge {path} (a {type(new).__name__}) by reset_mask: a partial reset must return arrays or tensors "
+        "with a batch dimension (inside dicts, tuples or lists)"
     )
 
 
-def _check_batch(mask, new_shape, old_shape):
-    if tuple(new_shape) != tuple(old_shape) or len(new_shape) == 0 or new_shape[0] != mask.shape[0]:
+def _check_batch(mask, new_shape, old_shape, axis, path):
+    new_shape, old_shape, n = tuple(new_shape), tuple(old_shape), mask.shape[0]
+    ndim = len(new_shape)
+    if new_shape != old_shape:
         raise ValueError(
-            f"a partial reset must return the full batch: got shape {tuple(new_shape)} for a value of shape "
-            f"{tuple(old_shape)} and {mask.shape[0]} envs"
+            f"a partial reset must return the full batch: {path} has shape {new_shape}, but the value it replaces "
+            f"has shape {old_shape}"
+        )
+    if not -ndim <= axis < ndim or new_shape[axis] != n:
+        raise ValueError(
+            f"cannot merge {path} by reset_mask: it has shape {new_shape}, and its batch axis {axis} should have "
+            f"{n} entries (num_envs={n}); declare where its batch axis is with "
+            f"WorldModelVectorEnv(..., batch_axes={{{path!r}: AXIS}})"
         )
 
 
@@ -98,6 +121,10 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     batches (a leading ``num_envs`` dimension on every leaf, ``reward`` and
     ``terminated`` of shape ``(num_envs,)``). Takes WorldModelEnv's keyword
     options, plus ``autoreset_mode`` (NEXT_STEP, SAME_STEP or DISABLED).
+
+    ``batch_axes`` says where the batch axis of state leaves is, for partial
+    resets: 0 by default, an int for all leaves, or a dict from leaf paths
+    (``"state[1][0]"``) to axes (see :func:`merge_by_mask`).
 
     ``batched_model`` is accepted for symmetry with WorldModelEnv and changes
     nothing: this env's model always works on the whole batch.
@@ -147,11 +174,15 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         backend: Optional[str] = None,
         autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
         batched_model: bool = False,
+        batch_axes: Any = 0,
     ):
         self.num_envs = _check_num_envs(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
+        if not isinstance(batch_axes, (int, dict)) or isinstance(batch_axes, bool):
+            raise TypeError(f"batch_axes must be an int or a dict from state paths to ints, got {batch_axes!r}")
+        self.batch_axes = batch_axes
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.single_observation_space = observation_space
         self.single_action_space = action_space
@@ -194,7 +225,11 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _reset_batch(self, seed, options, mask, state, obs):
         """Runs the reset and merges its result into ``(state, obs)`` by ``mask``."""
         new_state, new_obs, info = self._reset_result(seed, options)
-        return merge_by_mask(mask, new_state, state), merge_by_mask(mask, new_obs, obs), info
+        return (
+            merge_by_mask(mask, new_state, state, self.batch_axes, "state"),
+            merge_by_mask(mask, new_obs, obs, 0, "observation"),
+            info,
+        )
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
