@@ -12,16 +12,20 @@ from ._backend import DEFAULT as _DEFAULT
 from .check import CheckReport, check
 from .diagnostics import WorldModelWarning
 from .env import WorldModelEnv, make_world_model_env
+from .planning import Rollout, Snapshot, repeat_state
 from .vector import WorldModelVectorEnv
 
 __all__ = [
     "CheckReport",
+    "Rollout",
+    "Snapshot",
     "WorldModelEnv",
     "WorldModelVectorEnv",
     "WorldModelWarning",
     "backend",
     "check",
     "make_world_model_env",
+    "repeat_state",
     "__version__",
 ]
 __version__ = "0.1.0"

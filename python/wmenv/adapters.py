@@ -18,16 +18,37 @@ TRANSITION_METHODS = ("env_step", "step", "predict_step", "predict", "imagine_st
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-def positional_arity(fn):
-    """How many leading positional arguments ``fn`` declares, or ``None`` when
-    it takes ``*args`` or its signature cannot be inspected (give it all)."""
+def _signature(fn):
     target = fn
     forward = getattr(fn, "forward", None)
     if forward is not None and callable(forward) and _is_torch_module(fn):
         target = forward  # a Module's __call__ hides forward's signature
     try:
-        sig = inspect.signature(target)
+        return inspect.signature(target)
     except (TypeError, ValueError):
+        return None
+
+
+def takes_generator(fn) -> bool:
+    """Whether ``fn`` declares a keyword-only parameter named ``generator``."""
+    sig = _signature(fn)
+    if sig is None:
+        return False
+    param = sig.parameters.get("generator")
+    return param is not None and param.kind == inspect.Parameter.KEYWORD_ONLY
+
+
+def _give_generator(fn, generator):
+    if generator is not None and takes_generator(fn):
+        return functools.partial(fn, generator=generator)
+    return fn
+
+
+def positional_arity(fn):
+    """How many leading positional arguments ``fn`` declares, or ``None`` when
+    it takes ``*args`` or its signature cannot be inspected (give it all)."""
+    sig = _signature(fn)
+    if sig is None:
         return None
     count = 0
     for param in sig.parameters.values():
@@ -42,11 +63,13 @@ def _is_torch_module(obj) -> bool:
     return _torch is not None and isinstance(obj, _torch.nn.Module)
 
 
-def bind_leading(fn, fixed: tuple, n_rest: int):
+def bind_leading(fn, fixed: tuple, n_rest: int, generator=None):
     """A function of the ``n_rest`` trailing arguments of the full list
     ``fixed + rest`` that calls ``fn`` with as many leading arguments of that
-    list as it declares (the arity rule)."""
+    list as it declares (the arity rule); ``fn`` also gets ``generator=`` when
+    it declares that keyword-only parameter."""
     arity = positional_arity(fn)
+    fn = _give_generator(fn, generator)
     total = len(fixed) + n_rest
     take = total if arity is None or arity >= total else arity
     if take >= total:
@@ -68,14 +91,14 @@ def find_method(obj, names):
     return None, None
 
 
-def transition_caller(world_model, transition_fn):
+def transition_caller(world_model, transition_fn, generator=None):
     """``f(state, action)`` that advances the model one step.
 
     Raises ``TypeError`` when neither ``transition_fn`` nor a model method nor
     a callable model is found.
     """
     if transition_fn is not None:
-        return bind_leading(transition_fn, (world_model,), 2)
+        return bind_leading(transition_fn, (world_model,), 2, generator)
     name, method = find_method(world_model, TRANSITION_METHODS)
     if method is None and callable(world_model):
         method = world_model
@@ -85,17 +108,18 @@ def transition_caller(world_model, transition_fn):
             f"give the model one of the methods {', '.join(TRANSITION_METHODS)}, or make it callable"
         )
     arity = positional_arity(method)
+    method = _give_generator(method, generator)
     if arity is not None and arity <= 1:
         return lambda state, action: method(action)
     return method
 
 
-def reset_caller(world_model, reset_fn):
+def reset_caller(world_model, reset_fn, generator=None):
     """``f(seed, options)`` returning a reset result, or ``None`` when the env
     falls back to its default reset."""
     if reset_fn is not None:
-        return bind_leading(reset_fn, (world_model,), 2)
+        return bind_leading(reset_fn, (world_model,), 2, generator)
     _, method = find_method(world_model, RESET_METHODS)
     if method is None:
         return None
-    return bind_leading(method, (), 2)
+    return bind_leading(method, (), 2, generator)

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _backend, _spaces, _staging, adapters
 from .diagnostics import Notes
+from .planning import Snapshot, StartData, deep_copy
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -42,6 +43,27 @@ def _grad_off(enabled: bool):
         _set_grad_enabled(False)
         return True
     return False
+
+
+def _model_device(world_model, device):
+    if device is not None:
+        return _torch.device(device)
+    if _torch is not None and isinstance(world_model, _torch.nn.Module):
+        for tensor in world_model.parameters():
+            return tensor.device
+        for tensor in world_model.buffers():
+            return tensor.device
+    return _torch.device("cpu")
+
+
+def _new_generator(world_model, device):
+    """The env's own generator, on the model's device, seeded at random
+    (Gymnasium's convention for an env nobody seeded); ``None`` without torch."""
+    if _torch is None:
+        return None
+    generator = _torch.Generator(device=_model_device(world_model, device))
+    generator.manual_seed(int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    return generator
 
 
 def as_frame(x, batch_dims: int = 0):
@@ -91,6 +113,7 @@ class _AdapterHost:
         "_render",
         "_transform",
         "_cast_hook",
+        "_start",
     )
 
     def _compile(self):
@@ -104,16 +127,25 @@ class _AdapterHost:
         self._parse_step = core.parse_step
         self._to_numpy = core.conform_observation
         self._compile_specs()
-        self._transition = adapters.transition_caller(wm, self.transition_fn)
-        self._reset_call = adapters.reset_caller(wm, self.reset_fn)
-        self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3)
-        self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3)
-        self._render = None if self.render_fn is None else adapters.bind_leading(self.render_fn, (wm,), 2)
+        gen = self._generator
+        self._transition = adapters.transition_caller(wm, self.transition_fn, gen)
+        self._reset_call = adapters.reset_caller(wm, self.reset_fn, gen)
+        self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3, gen)
+        self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3, gen)
+        self._render = None if self.render_fn is None else adapters.bind_leading(self.render_fn, (wm,), 2, gen)
         self._transform = (
-            None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1)
+            None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1, gen)
         )
         self._no_grad = not self.grad
         self._cast_hook = self._notes.on_cast
+        self._start = None
+        if self.start_data is not None:
+            encode = (
+                (lambda observations, actions: observations)
+                if self.encode_fn is None
+                else adapters.bind_leading(self.encode_fn, (wm,), 2, gen)
+            )
+            self._start = StartData(self.start_data, encode, self.start_context)
 
     def _compile_specs(self):  # pragma: no cover - each env defines it
         raise NotImplementedError
@@ -122,10 +154,17 @@ class _AdapterHost:
         state = self.__dict__.copy()
         for name in self._COMPILED:
             state.pop(name, None)
+        generator = state.pop("_generator", None)
+        state["_generator_state"] = None if generator is None else (str(generator.device), generator.get_state())
         return state
 
     def __setstate__(self, state):
+        saved = state.pop("_generator_state", None)
         self.__dict__.update(state)
+        self._generator = None
+        if saved is not None:
+            self._generator = _torch.Generator(device=saved[0])
+            self._generator.set_state(saved[1])
         self._compile()
 
     def _store_options(self, world_model, observation_space, action_space, options):
@@ -146,6 +185,7 @@ class _AdapterHost:
         self.grad = bool(self.grad)
         self.batched_model = bool(self.batched_model)
         self._notes = Notes()
+        self._generator = _new_generator(world_model, self.device)
         self.backend = _backend.DEFAULT if self.backend is None else self.backend
         self._closed = False
         # Addresses of the memory the last observation came from: the model
@@ -157,6 +197,74 @@ class _AdapterHost:
         self._on_device = _torch is not None and self.device is not None and _torch.device(self.device).type != "cpu"
         self._stage = self._on_device
 
+    def _has_position(self) -> bool:  # pragma: no cover - each env defines it
+        raise NotImplementedError
+
+    def get_state(self, copy: bool = False) -> Snapshot:
+        """A snapshot of the env's position: model state, last observation,
+        step counter(s), the generator's and the NumPy RNG's state (and, for
+        the vector env, the autoreset mask).
+
+        By default the snapshot *holds references* to the model state and
+        observation (cheap; right for models that return new tensors each
+        step). ``copy=True`` clones every tensor and array in them, for models
+        that update their state in place; such a snapshot is copied again
+        each time it is restored, so it can be restored any number of times.
+
+        Example:
+            >>> import gymnasium as gym, numpy as np
+            >>> from wmenv import WorldModelEnv
+            >>> env = WorldModelEnv(None, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...                     transition_fn=lambda m, s, a: (s + a, s + a, 0.0),
+            ...                     initial_state=np.zeros(1, np.float32), torch_actions=False)
+            >>> _ = env.reset(seed=0)
+            >>> snap = env.get_state()
+            >>> first = env.step(np.ones(1, np.float32))[0]
+            >>> env.set_state(snap)
+            >>> bool((env.step(np.ones(1, np.float32))[0] == first).all())
+            True
+        """
+        if not self._has_position():
+            raise RuntimeError("Call reset() before get_state().")
+        state, obs = self._state, self._obs
+        if copy:
+            state, obs = deep_copy(state), deep_copy(obs)
+        return Snapshot(
+            state=state,
+            observation=obs,
+            elapsed=np.copy(self._elapsed) if isinstance(self._elapsed, np.ndarray) else self._elapsed,
+            generator_state=None if self._generator is None else self._generator.get_state(),
+            np_random_state=deep_copy(self.np_random.bit_generator.state),  # type: ignore[attr-defined]
+            autoreset=None if getattr(self, "_autoreset", None) is None else self._autoreset.copy(),
+            copied=bool(copy),
+        )
+
+    def set_state(self, snapshot: Snapshot) -> None:
+        """Restores a :meth:`get_state` snapshot: the same actions then replay
+        the same trajectory, bit for bit (the model's randomness included,
+        when it draws from the ``generator`` the env hands it)."""
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"set_state takes a snapshot from get_state(), got {type(snapshot).__name__}")
+        state, obs = snapshot.state, snapshot.observation
+        if snapshot.copied:
+            state, obs = deep_copy(state), deep_copy(obs)
+        self._state, self._obs = state, obs
+        self._elapsed = np.copy(snapshot.elapsed) if isinstance(snapshot.elapsed, np.ndarray) else snapshot.elapsed
+        if self._generator is not None and snapshot.generator_state is not None:
+            self._generator.set_state(snapshot.generator_state)
+        self.np_random.bit_generator.state = deep_copy(snapshot.np_random_state)  # type: ignore[attr-defined]
+        if snapshot.autoreset is not None:
+            self._autoreset = snapshot.autoreset.copy()
+        self._handed_out.clear()
+        self._note_state_device(state)
+
+    @property
+    def generator(self):
+        """The env's ``torch.Generator`` (on the model's device): seeded by
+        ``reset(seed=...)`` and handed to adapters and model methods that
+        declare a keyword-only ``generator`` parameter."""
+        return self._generator
+
     def _close_model(self):
         if self._closed:
             return
@@ -167,7 +275,10 @@ class _AdapterHost:
 
     def _staged(self, result, action):
         """The result with its observation, reward and flags in host memory."""
-        return _staging.staged_result(self._parse_step, result, self._state, action, self._reward, self._terminal)
+        return self._staged_from(self._state, result, action)
+
+    def _staged_from(self, state, result, action):
+        return _staging.staged_result(self._parse_step, result, state, action, self._reward, self._terminal)
 
     def _note_state_device(self, state):
         self._stage = self._on_device or _staging.contains_device_tensor(state)
@@ -175,7 +286,13 @@ class _AdapterHost:
     def _reset_result(self, seed, options):
         """Runs the reset (or the default one) and parses it into ``(state, obs, info)``,
         sampling the observation space when no observation is known."""
-        if self._reset_call is None:
+        if "state" in options:  # start from a given state; the reset adapter is not called
+            state = options["state"]
+            result = (state, options.get("observation", state), None)
+        elif self._start is not None:
+            state, obs, indices = self._start.draw(1, self._generator, self.np_random, batched=False)
+            result = (state, obs, {"start_index": indices[0]})
+        elif self._reset_call is None:
             result = (self.initial_state, self.initial_observation, None)
         else:
             result = self._reset_call(seed, options)
@@ -215,6 +332,9 @@ _SHARED_OPTIONS = (
     "grad",
     "backend",
     "batched_model",
+    "start_data",
+    "encode_fn",
+    "start_context",
 )
 
 
@@ -250,6 +370,15 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             ``info``; the state is ``env.state``).
         grad: run the model with autograd on (for differentiable rollouts).
         backend: ``"native"`` or ``"python"``; default ``wmenv.backend()``.
+        start_data: real observations to start episodes from (an array or
+            tensor ``(N, ...)``, a sequence or replay buffer with ``len`` and
+            indexing, or ``{"observations": ..., "actions": ...}``): each
+            reset draws an index from the env's generator and starts from
+            ``encode_fn``'s state (see :class:`wmenv.planning.StartData`).
+        encode_fn: ``(world_model, observations, actions)`` → start state;
+            default: the observation is the state.
+        start_context: hand ``encode_fn`` windows of this many consecutive
+            real observations (and actions) ending at the start (burn-in).
         batched_model: the model always works on batches: it gets actions
             with a leading batch of one, and that batch is removed from the
             observation it returns (reward and flags hold one element either
@@ -297,6 +426,9 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         grad: bool = False,
         backend: Optional[str] = None,
         batched_model: bool = False,
+        start_data: Any = None,
+        encode_fn: Optional[Callable] = None,
+        start_context: Optional[int] = None,
     ):
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = self.batched_model
@@ -316,8 +448,13 @@ class WorldModelEnv(_AdapterHost, gym.Env):
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        if self._generator is not None:
+            self._generator.manual_seed(seed)
         self.observation_space.seed(seed)
         self.action_space.seed(None if seed is None else seed + 1)
+
+    def _has_position(self) -> bool:
+        return self._obs is not _NOT_RESET
 
     @property
     def state(self):
@@ -327,7 +464,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
     @property
     def elapsed_steps(self) -> int:
         """Steps taken since the last reset."""
-        return self._elapsed
+        return int(self._elapsed)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)

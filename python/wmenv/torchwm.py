@@ -23,8 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import gymnasium as gym
-
 from . import env as _env
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
@@ -39,9 +37,8 @@ class WorldModelEnv(_env.WorldModelEnv):
         super().__init__(world_model, observation_space, action_space, **kwargs)
 
     def _seed(self, seed):
-        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        self.observation_space.seed(seed)
-        self.action_space.seed(seed)
+        super()._seed(seed)
+        self.action_space.seed(seed)  # TorchWM seeds both spaces with the seed itself
 
 
 def make_world_model_env(world_model, **kwargs) -> WorldModelEnv:

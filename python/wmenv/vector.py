@@ -11,6 +11,7 @@ from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces
 from .env import _AdapterHost, _grad_off, _set_grad_enabled, as_frame
+from .planning import Rollout, discounted_returns, scatter_by_mask, stack_tree
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
@@ -175,6 +176,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
         batched_model: bool = False,
         batch_axes: Any = 0,
+        start_data: Any = None,
+        encode_fn: Optional[Callable] = None,
+        start_context: Optional[int] = None,
     ):
         self.num_envs = _check_num_envs(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
@@ -207,10 +211,15 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        if self._generator is not None:
+            self._generator.manual_seed(seed)
         for i, space in enumerate(
             (self.single_observation_space, self.single_action_space, self.observation_space, self.action_space)
         ):
             space.seed(seed + i)
+
+    def _has_position(self) -> bool:
+        return self._obs is not None
 
     @property
     def state(self):
@@ -224,12 +233,26 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _reset_batch(self, seed, options, mask, state, obs):
         """Runs the reset and merges its result into ``(state, obs)`` by ``mask``."""
+        if self._start is not None and "state" not in options:
+            return self._reset_from_data(mask, state, obs)
         new_state, new_obs, info = self._reset_result(seed, options)
         return (
             merge_by_mask(mask, new_state, state, self.batch_axes, "state"),
             merge_by_mask(mask, new_obs, obs, 0, "observation"),
             info,
         )
+
+    def _reset_from_data(self, mask, state, obs):
+        """Only the masked envs draw start states (one encode_fn call for all of them)."""
+        count = int(mask.sum())
+        part_state, part_obs, indices = self._start.draw(count, self._generator, self.np_random, batched=True)
+        new_state = scatter_by_mask(mask, part_state, state, self.batch_axes, "state")
+        raw_obs = self._to_numpy(part_obs, None)
+        new_obs = scatter_by_mask(mask, raw_obs, obs, 0, "observation")
+        new_obs = self._to_numpy(new_obs, self._obs_spec, "observation", self._handed_out, self._cast_hook)
+        start_index = np.full(self.num_envs, -1, np.int64)
+        start_index[mask] = indices
+        return new_state, new_obs, {"start_index": start_index}
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
@@ -269,6 +292,83 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 f"(valid: {low} to {low + n - 1})"
             )
 
+    def _advance(self, state, actions, handed_out):
+        """One batched model call from ``state``: the normalized
+        ``(state, obs, reward, terminated, truncated, info)``."""
+        if self._transform is None:
+            model_action = self._convert_action(actions, self._action_spec)
+            if self._discrete is not None:
+                self._check_discrete(model_action)
+        else:
+            model_action = self._transform(actions)
+        result = self._transition(state, model_action)
+        reward_fn, terminal_fn = self._reward, self._terminal
+        if self._stage:
+            result, reward_fn, terminal_fn = self._staged_from(state, result, model_action), None, None
+        return self._normalize_step_batch(
+            result,
+            state,
+            model_action,
+            self._obs_spec,
+            reward_fn,
+            terminal_fn,
+            self.num_envs,
+            handed_out,
+            self._cast_hook,
+        )
+
+    def rollout(self, actions, state, discount=None) -> Rollout:
+        """Evaluates ``num_envs`` open-loop action sequences from a batched
+        ``state``, with one model call per horizon step: the primitive of
+        CEM/MPPI planners.
+
+        ``actions`` has shape ``(horizon, num_envs, *single_action_shape)``.
+        A rollout's rewards after the step on which it terminated are 0 (that
+        step's reward counts); ``discount`` (optional) weights ``returns``.
+        There are no autoresets and no time limit. The env's own state,
+        counters, autoreset mask and generator are left as they were (the
+        model's draws come from a generator restored afterwards).
+
+        Example:
+            >>> import numpy as np, gymnasium as gym, torch
+            >>> from wmenv import WorldModelVectorEnv, repeat_state
+            >>> env = WorldModelVectorEnv(None, 4, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...     transition_fn=lambda m, s, a: (s + a, s + a, (s + a)[:, 0]), initial_state=torch.zeros(4, 1))
+            >>> plan = np.ones((3, 4, 1), np.float32)
+            >>> env.rollout(plan, repeat_state(torch.zeros(1), 4)).returns.tolist()
+            [6.0, 6.0, 6.0, 6.0]
+        """
+        actions = (
+            actions.detach().cpu().numpy() if _torch is not None and isinstance(actions, _torch.Tensor) else actions
+        )
+        actions = np.asarray(actions)
+        want = (self.num_envs,) + tuple(self.single_action_space.shape or ())
+        if actions.ndim < 1 or tuple(actions.shape[1:]) != want:
+            raise ValueError(
+                f"actions must have shape (horizon, {', '.join(map(str, want))}), got {tuple(actions.shape)}"
+            )
+        horizon = actions.shape[0]
+        saved = None if self._generator is None else self._generator.get_state()
+        observations, rewards, terminated = [], np.zeros((horizon, self.num_envs), np.float32), None
+        done = np.zeros(self.num_envs, np.bool_)
+        flags = np.zeros((horizon, self.num_envs), np.bool_)
+        restore = _grad_off(self._no_grad)
+        try:
+            for t in range(horizon):
+                state, obs, reward, term, _, _ = self._advance(state, actions[t], None)
+                observations.append(obs)
+                rewards[t] = np.where(done, 0.0, reward)
+                done = done | term
+                flags[t] = done
+        finally:
+            if restore:
+                _set_grad_enabled(True)
+            if saved is not None:
+                self._generator.set_state(saved)
+        terminated = flags
+        stacked = stack_tree(observations) if observations else np.zeros((0, self.num_envs))
+        return Rollout(stacked, rewards, terminated, discounted_returns(rewards, discount), state)
+
     def step(self, actions):
         if self._obs is None:
             raise RuntimeError("Call reset() before step().")
@@ -282,27 +382,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         elapsed = self._elapsed + 1
         restore = _grad_off(self._no_grad)
         try:
-            if self._transform is None:
-                model_action = self._convert_action(actions, self._action_spec)
-                if self._discrete is not None:
-                    self._check_discrete(model_action)
-            else:
-                model_action = self._transform(actions)
-            result = self._transition(self._state, model_action)
-            reward_fn, terminal_fn = self._reward, self._terminal
-            if self._stage:
-                result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
-            state, obs, reward, terminated, truncated, info = self._normalize_step_batch(
-                result,
-                self._state,
-                model_action,
-                self._obs_spec,
-                reward_fn,
-                terminal_fn,
-                self.num_envs,
-                self._handed_out,
-                self._cast_hook,
-            )
+            state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, self._handed_out)
             if self.max_episode_steps is not None:
                 truncated |= elapsed >= self.max_episode_steps
             if mode is AutoresetMode.NEXT_STEP:

@@ -1,0 +1,233 @@
+"""Snapshots, batched start states and open-loop rollouts: what planners need.
+
+* :class:`Snapshot`: an env's full position (model state, last observation,
+  step counters, generator and NumPy RNG state, autoreset mask), taken by
+  ``env.get_state()`` and restored by ``env.set_state(snapshot)``.
+* :func:`repeat_state`: one env's state as a batch of ``n`` copies.
+* :class:`Rollout`: what ``WorldModelVectorEnv.rollout`` returns.
+
+Example:
+    >>> import torch
+    >>> from wmenv import repeat_state
+    >>> batched = repeat_state({"h": torch.zeros(4), "t": (torch.ones(2),)}, 3)
+    >>> batched["h"].shape, batched["t"][0].shape
+    (torch.Size([3, 4]), torch.Size([3, 2]))
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ._backend import torch as _torch
+
+__all__ = ["Rollout", "Snapshot", "StartData", "deep_copy", "repeat_state", "scatter_by_mask"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An env's position, opaque to the user: pass it to ``env.set_state``.
+
+    ``state`` and ``observation`` are the env's own objects unless the
+    snapshot was taken with ``copy=True``.
+    """
+
+    state: Any
+    observation: Any
+    elapsed: Any
+    generator_state: Any
+    np_random_state: Any
+    autoreset: Any = None
+    copied: bool = False
+
+
+def deep_copy(tree):
+    """``tree`` with every tensor cloned and every array copied, inside dicts,
+    tuples and lists; other leaves are deep-copied."""
+    if isinstance(tree, dict):
+        return {k: deep_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(deep_copy(v) for v in tree)
+    if _torch is not None and isinstance(tree, _torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, np.ndarray):
+        return tree.copy()
+    return copy.deepcopy(tree)
+
+
+def repeat_state(state, n: int):
+    """A single env's ``state`` as a batch: every tensor or array leaf (inside
+    dicts, tuples and lists) gets a leading dimension of size ``n`` holding
+    ``n`` copies (new memory, so batch entries never alias each other or the
+    input); Python numbers become arrays of ``n``; other leaves are kept.
+
+    Example:
+        >>> import numpy as np
+        >>> repeat_state((np.arange(2), 1.5), 2)
+        (array([[0, 1],
+               [0, 1]]), array([1.5, 1.5]))
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = int(n)
+    if isinstance(state, dict):
+        return {k: repeat_state(v, n) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return type(state)(repeat_state(v, n) for v in state)
+    if _torch is not None and isinstance(state, _torch.Tensor):
+        return state.detach().unsqueeze(0).repeat((n,) + (1,) * state.dim())
+    if isinstance(state, (np.ndarray, np.generic)):
+        return np.repeat(np.asarray(state)[None], n, axis=0)
+    if isinstance(state, (bool, int, float)):
+        return np.full(n, state)
+    return state
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """``num_envs`` open-loop rollouts of ``horizon`` steps.
+
+    Attributes:
+        observations: ``(horizon, num_envs, ...)`` NumPy arrays (a dict or
+            tuple of them for ``Dict``/``Tuple`` spaces).
+        rewards: ``(horizon, num_envs)`` float32; 0 after the step on which
+            a rollout terminated (that step's reward counts).
+        terminated: ``(horizon, num_envs)`` bool; True from the terminating
+            step on.
+        returns: ``(num_envs,)`` float64, the (discounted) sum of rewards.
+        final_state: the batched model state after the last step.
+    """
+
+    observations: Any
+    rewards: np.ndarray
+    terminated: np.ndarray
+    returns: np.ndarray
+    final_state: Any
+
+
+def stack_tree(items):
+    """Stacks a list of like-structured observations leaf by leaf."""
+    first = items[0]
+    if isinstance(first, dict):
+        return {k: stack_tree([item[k] for item in items]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(stack_tree([item[i] for item in items]) for i in range(len(first)))
+    return np.stack(items)
+
+
+def discounted_returns(rewards: np.ndarray, discount: Optional[float]) -> np.ndarray:
+    if discount is None:
+        return rewards.sum(axis=0, dtype=np.float64)
+    weights = float(discount) ** np.arange(rewards.shape[0], dtype=np.float64)
+    return (weights[:, None] * rewards).sum(axis=0)
+
+
+class StartData:
+    """Start states drawn from real data: the ``start_data``/``encode_fn``
+    options of both envs.
+
+    ``data`` is an array or tensor of observations ``(N, ...)``, any sequence
+    supporting ``len`` and indexing (a replay buffer), or a mapping with
+    ``"observations"`` and optionally ``"actions"`` of equal length. Each
+    draw takes a start index from the env's generator (so resets reproduce
+    under a seed) and hands ``encode_fn(world_model, observations, actions)``
+    (arity rule) the drawn observations: one each, or with ``context=k`` a
+    window of the ``k`` consecutive observations (and actions) that ends at
+    the start, the way DIAMOND conditions on real frames. ``encode_fn``
+    returns the start state; the start observation is the last real one.
+    """
+
+    def __init__(self, data, encode, context: Optional[int]):
+        if isinstance(data, dict):
+            if "observations" not in data:
+                raise ValueError("start_data as a mapping needs an 'observations' entry (and optionally 'actions')")
+            self.observations, self.actions = data["observations"], data.get("actions")
+        else:
+            self.observations, self.actions = data, None
+        self.length = len(self.observations)
+        if self.actions is not None and len(self.actions) != self.length:
+            raise ValueError(
+                f"start_data's actions ({len(self.actions)}) and observations ({self.length}) differ in length"
+            )
+        if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context <= 0):
+            raise ValueError(f"start_context must be None or a positive int, got {context!r}")
+        self.context = context
+        span = 1 if context is None else context
+        if self.length < span:
+            raise ValueError(f"start_data holds {self.length} observations, fewer than start_context={span}")
+        self.encode = encode
+
+    def indices(self, count: int, generator, np_random) -> list:
+        """``count`` start indices (each the last index of its window)."""
+        span = 1 if self.context is None else self.context
+        high = self.length - span + 1
+        if generator is not None and _torch is not None:
+            drawn = _torch.randint(0, high, (count,), generator=generator, device=generator.device)
+            return [int(i) + span - 1 for i in drawn.tolist()]
+        return [int(i) + span - 1 for i in np_random.integers(0, high, size=count)]
+
+    def _item(self, source, i):
+        item = source[i]
+        if _torch is not None and isinstance(item, _torch.Tensor):
+            return item
+        return np.asarray(item)
+
+    def _gather(self, source, indices):
+        """The items (or windows ending) at ``indices``, stacked on a new leading axis."""
+        if self.context is None:
+            items = [self._item(source, i) for i in indices]
+        else:
+            items = [_stack([self._item(source, j) for j in range(i - self.context + 1, i + 1)]) for i in indices]
+        return _stack(items)
+
+    def draw(self, count: int, generator, np_random, batched: bool):
+        """``(state, observation, indices)``: the encoded start state and the
+        last real observation of each draw, with a leading ``count`` axis when
+        ``batched`` (the vector env), without one otherwise."""
+        indices = self.indices(count, generator, np_random)
+        observations = self._gather(self.observations, indices)
+        actions = None if self.actions is None else self._gather(self.actions, indices)
+        if not batched:
+            observations = observations[0]
+            actions = None if actions is None else actions[0]
+        state = self.encode(observations, actions)
+        last = observations
+        if self.context is not None:
+            last = observations[:, -1] if batched else observations[-1]
+        return state, last, indices
+
+
+def _stack(items):
+    if _torch is not None and isinstance(items[0], _torch.Tensor):
+        return _torch.stack(items)
+    return np.stack(items)
+
+
+def scatter_by_mask(mask: np.ndarray, part, old, batch_axes=0, path: str = "state"):
+    """``old`` with the entries where ``mask`` is True replaced by ``part``
+    (which holds one entry per True in the mask), leaf by leaf; ``old=None``
+    takes ``part`` as it is (a full reset)."""
+    if old is None:
+        return part
+    if isinstance(part, dict):
+        return {k: scatter_by_mask(mask, v, old[k], batch_axes, f"{path}[{k!r}]") for k, v in part.items()}
+    if isinstance(part, (tuple, list)):
+        return type(part)(
+            scatter_by_mask(mask, p, o, batch_axes, f"{path}[{i}]") for i, (p, o) in enumerate(zip(part, old))
+        )
+    axis = batch_axes if isinstance(batch_axes, int) else batch_axes.get(path, 0)
+    if _torch is not None and isinstance(old, _torch.Tensor):
+        full = old.clone()
+        index = _torch.from_numpy(np.flatnonzero(mask)).to(full.device)
+        full.index_copy_(axis, index, _torch.as_tensor(part, dtype=full.dtype, device=full.device))
+        return full
+    full = np.array(old, copy=True)
+    where: list = [slice(None)] * full.ndim
+    where[axis] = np.flatnonzero(mask)
+    full[tuple(where)] = np.asarray(
+        part.detach().cpu() if _torch is not None and isinstance(part, _torch.Tensor) else part
+    )
+    return full
