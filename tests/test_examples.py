@@ -1,0 +1,24 @@
+"""examples/ run as written (reduced forms)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CEM = ROOT / "examples" / "plan_cem.py"
+
+
+@pytest.mark.skipif(not CEM.exists(), reason="examples/ not beside tests/")
+def test_plan_cem_quick():
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(CEM), "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert (
+        last.startswith("plan_cem: mean real return ")
+        and " over 1 episodes, " in last
+        and last.endswith(" ms per action")
+    )
+    assert float(last.split()[4]) >= 40  # 50 real steps at most; a working planner keeps the pole up
