@@ -92,6 +92,21 @@ class HandWritten(gym.Env):
         return out["observation"].numpy(), float(out["reward"]), bool(out["terminated"]), False, {}
 
 
+class StrictHandWritten(HandWritten):
+    """The careful hand-written env: the model already runs without autograd
+    (its parameters need no grad), so there is no ``no_grad`` to pay for."""
+
+    def reset(self, *, seed=None, options=None):
+        gym.Env.reset(self, seed=seed)
+        self.state, obs = self.model.reset(seed, options)
+        return obs.numpy(), {}
+
+    def step(self, action):
+        out = self.model(self.state, torch.from_numpy(action))
+        self.state = out["state"]
+        return out["observation"].numpy(), float(out["reward"]), bool(out["terminated"]), False, {}
+
+
 CASES = {
     "precomputed": lambda: (Precomputed(torch.zeros(4)), gym.spaces.Box(-1, 1, (4,), np.float32)),
     "mlp": lambda: (MLP(), gym.spaces.Box(-1, 1, (4,), np.float32)),
@@ -118,17 +133,26 @@ def time_steps(env, actions, steps):
     return (time.perf_counter() - start) / steps * 1e6
 
 
+BASELINES = ("handwritten", "strict")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
     args = parser.parse_args()
     backends = _backend.available()
     actions = [ACTION_SPACE.sample() for _ in range(1024)]
     rows = []
-    for case, build in CASES.items():
-        model, obs_space = build()
-        envs = {"handwritten": HandWritten(model, obs_space, ACTION_SPACE)}
+    for case in args.cases.split(","):
+        model, obs_space = CASES[case]()
+        if isinstance(model, nn.Module):
+            model.requires_grad_(False)  # as the strict baseline's careful user does
+        envs = {
+            "handwritten": HandWritten(model, obs_space, ACTION_SPACE),
+            "strict": StrictHandWritten(model, obs_space, ACTION_SPACE),
+        }
         for name in backends:
             envs[name] = WorldModelEnv(model, obs_space, ACTION_SPACE, backend=name)
         for env in envs.values():  # warm-up
@@ -139,19 +163,21 @@ def main():
                 best[name] = min(best[name], time_steps(env, actions, args.steps))
         row = {"case": case, "us_per_step": {k: round(v, 3) for k, v in best.items()}}
         for name in backends:
-            row[f"{name}/handwritten"] = round(best[name] / best["handwritten"], 3)
+            for base in BASELINES:
+                row[f"{name}/{base}"] = round(best[name] / best[base], 3)
         if "native" in best and "python" in best:
             row["python/native"] = round(best["python"] / best["native"], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
     print(f"wmenv {wmenv.__version__}, torch {torch.__version__}, numpy {np.__version__}, backends {backends}")
-    header = ["case", "handwritten us"] + [f"{b} us" for b in backends] + [f"{b}/handwritten" for b in backends]
+    header = ["case", "handwritten us", "strict us"] + [f"{b} us" for b in backends]
+    header += [f"{b}/{base}" for b in backends for base in BASELINES]
     print(" | ".join(header))
     for row in rows:
         us = row["us_per_step"]
-        cells = [row["case"], f"{us['handwritten']:.2f}"] + [f"{us[b]:.2f}" for b in backends]
-        cells += [f"{row[f'{b}/handwritten']:.2f}x" for b in backends]
+        cells = [row["case"], f"{us['handwritten']:.2f}", f"{us['strict']:.2f}"] + [f"{us[b]:.2f}" for b in backends]
+        cells += [f"{row[f'{b}/{base}']:.2f}x" for b in backends for base in BASELINES]
         print(" | ".join(cells))
 
 

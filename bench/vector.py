@@ -1,15 +1,21 @@
 """Env-steps per second of WorldModelVectorEnv against its baselines.
 
-For each num_envs, in the same run, with an MLP world model (hidden 128):
+The model is a 1-hidden-layer MLP, ``Linear(10, 128)-ReLU-Linear(128, 10)``:
+its first 8 outputs are the next state (fed back) and the observation, the 9th
+the reward. For each num_envs, in the same run, in interleaved rounds (best of
+``--rounds``):
 
-* raw:   the batched model call alone, under no_grad (the ceiling)
+* raw:   the batched model loop alone under no_grad, ``state = out[..., :8]``
+  fed back (the ceiling)
 * wmenv: WorldModelVectorEnv, every backend that loads (one model call per step)
 * sync:  gymnasium's SyncVectorEnv over num_envs single WorldModelEnvs
+  (skipped above ``--sync-max`` envs: it is num_envs model calls per step)
 
 Prints one JSON line per num_envs and a table (env-steps per second; ratios
-wmenv/sync and wmenv/raw, higher is better).
+wmenv/sync and wmenv/raw, higher is better). ``--profile`` also prints where a
+step's time goes: the env's own work, the model, and the conversions.
 
-    python bench/vector.py [--num-envs 16 256 4096] [--seconds 1.0]
+    python bench/vector.py [--num-envs 16 256 4096] [--rounds 5] [--profile]
 """
 
 from __future__ import annotations
@@ -28,55 +34,44 @@ from wmenv import WorldModelEnv, WorldModelVectorEnv, _backend
 
 torch.set_num_threads(1)
 OBS_DIM, ACT_DIM = 8, 2
-OBS = gym.spaces.Box(-1.0, 1.0, (OBS_DIM,), np.float32)
+OBS = gym.spaces.Box(-1e6, 1e6, (OBS_DIM,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
 
 
 class MLP(nn.Module):
-    """Batched or single: (…, obs) and (…, act) -> next state, reward, termination."""
+    """Linear(10, 128)-ReLU-Linear(128, 10); (state, action) -> (state, obs, reward)."""
 
     def __init__(self, hidden=128):
         super().__init__()
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(OBS_DIM + ACT_DIM, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.next_state = nn.Linear(hidden, OBS_DIM)
-        self.head = nn.Linear(hidden, 2)
+        self.net = nn.Sequential(nn.Linear(OBS_DIM + ACT_DIM, hidden), nn.ReLU(), nn.Linear(hidden, OBS_DIM + 2))
 
     def forward(self, state, action):
-        h = self.body(torch.cat([state, action], dim=-1))
-        next_state = torch.tanh(self.next_state(h))
-        out = self.head(h)
-        return {"state": next_state, "observation": next_state, "reward": out[..., 0], "terminated": out[..., 1] > 3.0}
+        out = self.net(torch.cat([state, action], dim=-1))
+        next_state = out[..., :OBS_DIM]
+        return next_state, next_state, out[..., OBS_DIM]
 
 
-def rate(step, min_seconds, min_steps=3):
-    """Calls per second of step(), over at least min_seconds and min_steps."""
+def timed(step, steps):
     step()
-    count, start = 0, time.perf_counter()
-    while True:
+    start = time.perf_counter()
+    for _ in range(steps):
         step()
-        count += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds and count >= min_steps:
-            return count / elapsed
+    return (time.perf_counter() - start) / steps
 
 
-def measure(num_envs, seconds, backends):
+def runners(num_envs, backends, sync_max):
     model = MLP()
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (num_envs, ACT_DIM)).astype(np.float32)
-    results = {}
-
-    state = torch.zeros(num_envs, OBS_DIM)
     action_t = torch.from_numpy(actions)
+    raw_state = [torch.zeros(num_envs, OBS_DIM)]
 
     def raw():
-        nonlocal state
         with torch.no_grad():
-            state = model(state, action_t)["state"]
+            raw_state[0] = model.net(torch.cat([raw_state[0], action_t], dim=-1))[..., :OBS_DIM]
 
-    results["raw"] = rate(raw, seconds) * num_envs
-
+    out = {"raw": raw}
     for name in backends:
         env = WorldModelVectorEnv(
             model,
@@ -89,44 +84,92 @@ def measure(num_envs, seconds, backends):
             initial_observation=torch.zeros(num_envs, OBS_DIM),
         )
         env.reset(seed=0)
-        results[name] = rate(lambda env=env: env.step(actions), seconds) * num_envs
+        out[name] = lambda env=env: env.step(actions)
+    if num_envs <= sync_max:
+        sync = gym.vector.SyncVectorEnv(
+            [
+                lambda: WorldModelEnv(
+                    model,
+                    OBS,
+                    ACT,
+                    max_episode_steps=200,
+                    initial_state=torch.zeros(OBS_DIM),
+                    initial_observation=torch.zeros(OBS_DIM),
+                )
+                for _ in range(num_envs)
+            ]
+        )
+        sync.reset(seed=0)
+        out["sync"] = lambda: sync.step(actions)
+    return out, model, actions
 
-    sync = gym.vector.SyncVectorEnv(
-        [
-            lambda: WorldModelEnv(
-                model,
-                OBS,
-                ACT,
-                max_episode_steps=200,
-                initial_state=torch.zeros(OBS_DIM),
-                initial_observation=torch.zeros(OBS_DIM),
-                info_model_state=False,
-            )
-            for _ in range(num_envs)
-        ]
+
+def profile(num_envs, backend, steps):
+    """Where a step's time goes: the model, the conversions (normalization and
+    action conversion, in the core) and the rest of the env's own work."""
+    _, model, actions = runners(num_envs, (), 0)
+    env = WorldModelVectorEnv(
+        model,
+        num_envs,
+        OBS,
+        ACT,
+        backend=backend,
+        max_episode_steps=200,
+        initial_state=torch.zeros(num_envs, OBS_DIM),
+        initial_observation=torch.zeros(num_envs, OBS_DIM),
     )
-    sync.reset(seed=0)
-    results["sync"] = rate(lambda: sync.step(actions), seconds) * num_envs
-    return results
+    env.reset(seed=0)
+    spent = {"model": 0.0, "conversions": 0.0}
+
+    def wrap(part, fn):
+        def timed_call(*args):
+            tick = time.perf_counter()
+            result = fn(*args)
+            spent[part] += time.perf_counter() - tick
+            return result
+
+        return timed_call
+
+    env._transition = wrap("model", env._transition)
+    env._normalize_step_batch = wrap("conversions", env._normalize_step_batch)
+    env._convert_action = wrap("conversions", env._convert_action)
+    total = timed(lambda: env.step(actions), steps) * steps
+    spent = {k: v / steps * 1e6 for k, v in spent.items()}
+    spent["env_own"] = total / steps * 1e6 - sum(spent.values())
+    spent["total"] = total / steps * 1e6
+    return {k: round(v, 2) for k, v in spent.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[16, 256, 4096])
-    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.3, help="per runner per round")
+    parser.add_argument("--sync-max", type=int, default=256)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     backends = _backend.available()
     rows = []
     for n in args.num_envs:
-        r = measure(n, args.seconds, backends)
-        row = {"num_envs": n, "env_steps_per_s": {k: round(v) for k, v in r.items()}}
+        runs, _, _ = runners(n, backends, args.sync_max)
+        per_call = {k: timed(fn, 3) for k, fn in runs.items()}
+        steps = {k: max(3, int(args.seconds / max(v, 1e-7))) for k, v in per_call.items()}
+        best = {k: float("inf") for k in runs}
+        for _ in range(args.rounds):
+            for name, fn in runs.items():
+                best[name] = min(best[name], timed(fn, steps[name]))
+        rate = {k: n / v for k, v in best.items()}
+        row = {"num_envs": n, "env_steps_per_s": {k: round(v) for k, v in rate.items()}}
         for name in backends:
-            row[f"{name}/sync"] = round(r[name] / r["sync"], 2)
-            row[f"{name}/raw"] = round(r[name] / r["raw"], 3)
+            if "sync" in rate:
+                row[f"{name}/sync"] = round(rate[name] / rate["sync"], 2)
+            row[f"{name}/raw"] = round(rate[name] / rate["raw"], 3)
+        if args.profile:
+            row["profile_us"] = {b: profile(n, b, steps[b]) for b in backends}
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
-    print(f"wmenv {wmenv.__version__}, torch {torch.__version__}, one torch thread, MLP hidden 128")
+    print(f"wmenv {wmenv.__version__}, torch {torch.__version__}, one torch thread, MLP 10-128-10")
     print(
         " | ".join(
             ["num_envs", "raw", *backends, "sync", *[f"{b}/sync" for b in backends], *[f"{b}/raw" for b in backends]]
@@ -134,8 +177,8 @@ def main():
     )
     for row in rows:
         s = row["env_steps_per_s"]
-        cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends], f"{s['sync']:,}"]
-        cells += [f"{row[f'{b}/sync']:.1f}x" for b in backends] + [f"{row[f'{b}/raw']:.2f}x" for b in backends]
+        cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends], f"{s.get('sync', 0):,}"]
+        cells += [f"{row.get(f'{b}/sync', 0):.1f}x" for b in backends] + [f"{row[f'{b}/raw']:.2f}x" for b in backends]
         print(" | ".join(cells))
 
 

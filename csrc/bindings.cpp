@@ -53,8 +53,10 @@ PYBIND11_MODULE(_core, m) {
           py::arg("default_obs"), py::arg("handed_out") = py::none(), py::arg("cast_hook") = py::none(), "Parses a reset result into (state, obs, info).");
     m.def("convert_action", &convert_action, py::arg("action"), py::arg("spec"),
           "Turns a policy's action into what the model receives.");
+    m.def("count_steps", &count_steps, py::arg("elapsed"), py::arg("terminated"), py::arg("truncated"),
+          py::arg("max_episode_steps"), "The vector env's per-step bookkeeping.");
     m.attr("OBSERVATION_KEYS") = py::reinterpret_borrow<py::object>(refs().observation_keys);
     m.attr("__all__") = py::make_tuple("OBSERVATION_KEYS", "as_batch", "as_flag", "as_reward", "conform_observation",
-                                       "convert_action", "matches_structure", "normalize_reset", "normalize_step",
+                                       "convert_action", "count_steps", "matches_structure", "normalize_reset", "normalize_step",
                                        "normalize_step_batch", "parse_step", "set_torch", "to_numpy");
 }

@@ -183,16 +183,23 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
         std::memset(out.mutable_data(), 0, static_cast<size_t>(out.nbytes()));  // np.zeros, not np.empty
         return py::object(std::move(out));
     };
-    if (raw.reward.is_none()) {
-        raw.reward = reward_fn.is_none() ? zeros(float32) : call3(reward_fn, raw.next_state, raw.obs, action);
+    // A missing value with no adapter is zeros, made once (not made and then copied).
+    py::object reward, terminated;
+    if (raw.reward.is_none() && reward_fn.is_none()) {
+        reward = zeros(float32);
+    } else {
+        if (raw.reward.is_none()) raw.reward = call3(reward_fn, raw.next_state, raw.obs, action);
+        reward = as_batch(raw.reward, num_envs, float32, "reward");
     }
-    if (raw.terminated.is_none()) {
-        raw.terminated = terminal_fn.is_none() ? zeros(boolean) : call3(terminal_fn, raw.next_state, raw.obs, action);
+    if (raw.terminated.is_none() && terminal_fn.is_none()) {
+        terminated = zeros(boolean);
+    } else {
+        if (raw.terminated.is_none()) raw.terminated = call3(terminal_fn, raw.next_state, raw.obs, action);
+        terminated = as_batch(raw.terminated, num_envs, boolean, "terminated");
     }
-    if (raw.truncated.is_none() || raw.truncated.ptr() == Py_False) raw.truncated = zeros(boolean);
-    py::object reward = as_batch(raw.reward, num_envs, float32, "reward");
-    py::object terminated = as_batch(raw.terminated, num_envs, boolean, "terminated");
-    py::object truncated = as_batch(raw.truncated, num_envs, boolean, "truncated");
+    py::object truncated = raw.truncated.is_none() || raw.truncated.ptr() == Py_False
+                               ? zeros(boolean)
+                               : as_batch(raw.truncated, num_envs, boolean, "truncated");
     py::dict info = info_dict(raw.info);
     py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot, handed_out, cast_hook);
     return py::make_tuple(raw.next_state, obs, reward, terminated, truncated, info);

@@ -2,6 +2,8 @@
 
 #include "arrays.h"
 
+#include <climits>
+
 namespace wmenv {
 namespace {
 
@@ -69,15 +71,90 @@ py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype, const s
     Refs& r = refs();
     const std::string count = std::to_string(num_envs);
     if (x.is_none()) throw py::type_error(name + " must be an array of " + count + " values, got None");
-    py::object array = to_numpy(x);
-    Py_ssize_t size = PyLong_AsSsize_t(getattr(array, r.s_size).ptr());
-    if (size == -1 && PyErr_Occurred()) throw py::error_already_set();
+    py::object array;
+    if (Py_TYPE(x.ptr()) == r.tensor) {
+        // The values are copied below, so the view needs no owner of its own:
+        // torch's numpy() is enough (anything unusual takes to_numpy's path).
+        PyObject* view = PyObject_CallMethodNoArgs(x.ptr(), r.s_numpy);
+        if (view == nullptr) PyErr_Clear();
+        array = py::reinterpret_steal<py::object>(view);
+        if (view != nullptr && !is_exact_ndarray(array)) array = py::object();
+    }
+    if (!array) array = to_numpy(x);
+    auto* a = py::detail::array_proxy(array.ptr());
+    Py_ssize_t size = 1;
+    for (int i = 0; i < a->nd; ++i) size *= a->dimensions[i];
     if (size != num_envs) {
         throw py::value_error(name + " must hold " + count + " values, one per env (shape (" + count +
                               ",)), got shape " + format_shape(getattr(array, r.s_shape)));
     }
-    py::object flat = call_method(array, r.s_reshape, py::int_(num_envs));
-    return call_method(flat, r.s_astype, dtype);
+    // arr.reshape(num_envs).astype(dtype): one new C-contiguous array, cast on the way.
+    if (a->nd != 1) array = call_method(array, r.s_reshape, py::int_(num_envs));
+    auto& api = py::detail::npy_api::get();
+    Py_INCREF(dtype.ptr());  // PyArray_FromAny steals the descriptor
+    constexpr int kEnsureCopy = 0x0020;  // NPY_ARRAY_ENSURECOPY (NumPy's public ABI; pybind11 names no constant)
+    using api_t = py::detail::npy_api;
+    const int flags = kEnsureCopy | api_t::NPY_ARRAY_C_CONTIGUOUS_ | api_t::NPY_ARRAY_ALIGNED_ |
+                      api_t::NPY_ARRAY_WRITEABLE_ | api_t::NPY_ARRAY_FORCECAST_;
+    return steal(api.PyArray_FromAny_(array.ptr(), dtype.ptr(), 0, 0, flags, nullptr));
+}
+
+namespace {
+
+void check_counter(py::handle x, const char* name, char code, const char* kind, Py_ssize_t n) {
+    bool ok = is_exact_ndarray(x) && py::detail::array_proxy(x.ptr())->nd == 1;
+    if (ok) {
+        auto dtype = py::reinterpret_borrow<py::dtype>(
+            reinterpret_cast<PyObject*>(py::detail::array_proxy(x.ptr())->descr));
+        ok = dtype.kind() == code && dtype.itemsize() == (code == 'b' ? 1 : 8) && dtype.byteorder() != '>';
+    }
+    if (!ok) {
+        throw py::type_error(std::string(name) + " must be a 1-d " + kind + " array, got " + type_name(x));
+    }
+    Py_ssize_t got = py::detail::array_proxy(x.ptr())->dimensions[0];
+    if (n >= 0 && got != n) {
+        throw py::value_error(std::string(name) + " must have " + std::to_string(n) + " entries, got " +
+                              std::to_string(got));
+    }
+}
+
+template <typename T>
+T& at(py::handle x, Py_ssize_t i) {
+    auto* a = py::detail::array_proxy(x.ptr());
+    return *reinterpret_cast<T*>(a->data + i * a->strides[0]);
+}
+
+}  // namespace
+
+py::tuple count_steps(py::handle elapsed, py::handle terminated, py::handle truncated, py::handle max_episode_steps) {
+    using api = py::detail::npy_api;
+    check_counter(elapsed, "elapsed", 'i', "int64", -1);
+    const Py_ssize_t n = py::detail::array_proxy(elapsed.ptr())->dimensions[0];
+    check_counter(terminated, "terminated", 'b', "bool", n);
+    check_counter(truncated, "truncated", 'b', "bool", n);
+    if (!(py::detail::array_proxy(truncated.ptr())->flags & api::NPY_ARRAY_WRITEABLE_)) {
+        throw py::value_error("truncated must be writeable");
+    }
+    bool limited = !max_episode_steps.is_none();
+    long long limit = 0;
+    if (limited) {
+        int overflow = 0;
+        limit = PyLong_AsLongLongAndOverflow(max_episode_steps.ptr(), &overflow);
+        if (limit == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (overflow > 0) limited = false;  // beyond int64: never reached
+        if (overflow < 0) limit = LLONG_MIN;
+    }
+    py::array_t<long long> next(n);
+    py::array_t<bool> ended(n);
+    long long* out = next.mutable_data();
+    bool* done = ended.mutable_data();
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        out[i] = at<long long>(elapsed, i) + 1;
+        bool& trunc = at<bool>(truncated, i);
+        if (limited && out[i] >= limit) trunc = true;
+        done[i] = at<bool>(terminated, i) || trunc;
+    }
+    return py::make_tuple(std::move(next), std::move(ended));
 }
 
 }  // namespace wmenv

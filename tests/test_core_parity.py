@@ -491,3 +491,34 @@ def test_malformed_specs_are_type_errors_not_crashes(cores, spec):
 @pytest.mark.parametrize("spec", [(), ("a",) * 8, [1] * 9, "spec"], ids=repr)
 def test_malformed_action_specs(cores, spec):
     assert_twins(cores, "convert_action", np.zeros(2), spec)
+
+
+COUNTERS = [
+    (np.array([0, 4, 9]), np.array([False, True, False]), np.array([False, False, False]), 5),
+    (np.array([0, 4, 9]), np.array([False, True, False]), np.array([True, False, False]), None),
+    (np.array([2**62, 1]), np.zeros(2, bool), np.zeros(2, bool), 2**70),
+    (np.array([0, 1]), np.zeros(2, bool), np.zeros(2, bool), -(2**70)),
+    (np.array([0.0, 1.0]), np.zeros(2, bool), np.zeros(2, bool), 5),
+    (np.array([0, 1]), np.zeros(3, bool), np.zeros(2, bool), 5),
+    (np.array([0, 1]), np.zeros(2, bool), np.zeros(2, bool), 2.5),
+    (np.array([[0, 1]]), np.zeros(2, bool), np.zeros(2, bool), 5),
+    ([0, 1], np.zeros(2, bool), np.zeros(2, bool), 5),
+]
+
+
+@pytest.mark.parametrize("elapsed, terminated, truncated, limit", COUNTERS)
+def test_count_steps(cores, elapsed, terminated, truncated, limit):
+    native, python = cores
+    a, b = truncated.copy(), truncated.copy()
+    got_native = outcome(native.count_steps, elapsed, terminated, a, limit)
+    got_python = outcome(python.count_steps, elapsed, terminated, b, limit)
+    assert got_native[0] == got_python[0], (got_native, got_python)
+    if got_native[0] == "raise":
+        assert got_native[1:] == got_python[1:]
+    else:
+        assert same(got_native[1], got_python[1]) and np.array_equal(a, b)
+    readonly = truncated.copy()
+    readonly.flags.writeable = False
+    assert_twins(
+        cores, "count_steps", np.array([0, 1]), np.zeros(2, bool), readonly[:2] if len(readonly) >= 2 else readonly, 5
+    )

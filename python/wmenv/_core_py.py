@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "as_reward",
     "conform_observation",
     "convert_action",
+    "count_steps",
     "matches_structure",
     "normalize_reset",
     "normalize_step",
@@ -59,6 +61,7 @@ _asarray = np.asarray
 _zeros = np.zeros
 _FLOAT32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
+_INT64 = np.dtype(np.int64)
 _DLPACK_CPU = 1
 
 
@@ -498,15 +501,22 @@ def normalize_step_batch(
     the batched ``obs_spec``, ``info`` a new dict; ``handed_out`` and
     ``cast_hook`` are :func:`conform_observation`'s."""
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
-    if reward is None:
-        reward = _zeros(num_envs, _FLOAT32) if reward_fn is None else reward_fn(next_state, obs, action)
-    if terminated is None:
-        terminated = _zeros(num_envs, _BOOL) if terminal_fn is None else terminal_fn(next_state, obs, action)
+    if reward is None and reward_fn is None:
+        reward = _zeros(num_envs, _FLOAT32)
+    else:
+        reward = as_batch(
+            reward if reward is not None else reward_fn(next_state, obs, action), num_envs, _FLOAT32, "reward"
+        )
+    if terminated is None and terminal_fn is None:
+        terminated = _zeros(num_envs, _BOOL)
+    else:
+        if terminated is None:
+            terminated = terminal_fn(next_state, obs, action)
+        terminated = as_batch(terminated, num_envs, _BOOL, "terminated")
     if truncated is None or truncated is False:
         truncated = _zeros(num_envs, _BOOL)
-    reward = as_batch(reward, num_envs, _FLOAT32, "reward")
-    terminated = as_batch(terminated, num_envs, _BOOL, "terminated")
-    truncated = as_batch(truncated, num_envs, _BOOL, "truncated")
+    else:
+        truncated = as_batch(truncated, num_envs, _BOOL, "truncated")
     info = _info_dict(info)
     obs = conform_observation(obs, obs_spec, "observation", handed_out, cast_hook)
     return next_state, obs, reward, terminated, truncated, info
@@ -632,3 +642,27 @@ def convert_action(action, spec):
     if device is not None:
         tensor = tensor.to(device)
     return tensor
+
+
+def _check_counter(x, name, kind, n):
+    if type(x) is not _NDArray or x.dtype != kind or x.ndim != 1:
+        raise TypeError(f"{name} must be a 1-d {kind} array, got {type(x).__name__}")
+    if n is not None and x.shape[0] != n:
+        raise ValueError(f"{name} must have {n} entries, got {x.shape[0]}")
+
+
+def count_steps(elapsed, terminated, truncated, max_episode_steps):
+    """The vector env's per-step bookkeeping: ``elapsed + 1`` as a new
+    array, ``truncated`` set (in place) where that reaches
+    ``max_episode_steps`` (``None``: no limit), and ``terminated | truncated``
+    as a new array. Returns ``(elapsed, ended)``."""
+    _check_counter(elapsed, "elapsed", _INT64, None)
+    n = elapsed.shape[0]
+    _check_counter(terminated, "terminated", _BOOL, n)
+    _check_counter(truncated, "truncated", _BOOL, n)
+    if not truncated.flags.writeable:
+        raise ValueError("truncated must be writeable")
+    elapsed = elapsed + 1
+    if max_episode_steps is not None:
+        truncated |= elapsed >= operator.index(max_episode_steps)
+    return elapsed, terminated | truncated

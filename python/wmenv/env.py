@@ -103,6 +103,7 @@ class _AdapterHost:
         "_normalize_step_batch",
         "_normalize_reset",
         "_parse_step",
+        "_count_steps",
         "_to_numpy",
         "_obs_spec",
         "_action_spec",
@@ -125,6 +126,7 @@ class _AdapterHost:
         self._normalize_step_batch = core.normalize_step_batch
         self._normalize_reset = core.normalize_reset
         self._parse_step = core.parse_step
+        self._count_steps = core.count_steps
         self._to_numpy = core.conform_observation
         self._compile_specs()
         gen = self._generator

@@ -16,6 +16,7 @@ from .planning import Rollout, discounted_returns, scatter_by_mask, stack_tree
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
 _torch = _backend.torch
+_count_nonzero = np.count_nonzero  # a C call; ndarray.any() goes through Python
 _RENDER_KEYS = ("image", "pixels", "rgb")
 
 
@@ -196,6 +197,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         self._obs = None
         self._elapsed = np.zeros(self.num_envs, np.int64)
         self._autoreset = np.zeros(self.num_envs, np.bool_)
+        # info["_elapsed_steps"] is all True every step: one read-only array, not one per step
+        self._all_true = np.ones(self.num_envs, np.bool_)
+        self._all_true.flags.writeable = False
         self._compile()
         if seed is not None:
             self._seed(seed)
@@ -379,23 +383,22 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 f"envs {ended} have ended; with autoreset_mode DISABLED, reset them with "
                 "reset(options={'reset_mask': mask}) before the next step"
             )
-        elapsed = self._elapsed + 1
         restore = _grad_off(self._no_grad)
         try:
             state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, self._handed_out)
-            if self.max_episode_steps is not None:
-                truncated |= elapsed >= self.max_episode_steps
+            elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self.max_episode_steps)
             if mode is AutoresetMode.NEXT_STEP:
                 mask = self._autoreset
-                if mask.any():
+                if _count_nonzero(mask):
                     state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
                     reward[mask] = 0.0
                     terminated[mask] = False
                     truncated[mask] = False
                     elapsed[mask] = 0  # these envs were reset, not stepped
+                    ended[mask] = False
             elif mode is AutoresetMode.SAME_STEP:
-                done = terminated | truncated
-                if done.any():
+                done = ended
+                if _count_nonzero(done):
                     # Gymnasium's layout: final_obs an object array, final_info
                     # a dict of per-env arrays, each with its "_" mask.
                     final_obs = np.empty(self.num_envs, dtype=object)
@@ -410,12 +413,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             if restore:
                 _set_grad_enabled(True)
         info.setdefault("elapsed_steps", elapsed.copy())
-        info.setdefault("_elapsed_steps", np.ones(self.num_envs, np.bool_))
+        info.setdefault("_elapsed_steps", self._all_true)
         if self.info_model_state:
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
         if mode is not AutoresetMode.SAME_STEP:
-            self._autoreset = terminated | truncated
+            self._autoreset = ended
         return obs, reward, terminated, truncated, info
 
     def render(self):
