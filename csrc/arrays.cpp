@@ -5,10 +5,18 @@
 namespace wmenv {
 namespace {
 
-// An array over arr's memory whose base is owner (arr's own base is dropped).
-py::object view_owned_by(py::handle arr, py::object owner) {
-    auto& api = py::detail::npy_api::get();
+// arr, or an array over arr's memory, whose base is owner. An array only this
+// call holds (torch's numpy() just made it) gets its base replaced in place;
+// any other gets a new view.
+py::object view_owned_by(py::object arr, py::object owner) {
     auto* a = py::detail::array_proxy(arr.ptr());
+    if (Py_REFCNT(arr.ptr()) == 1 && is_exact_ndarray(arr)) {
+        PyObject* old = a->base;
+        a->base = owner.release().ptr();
+        Py_XDECREF(old);
+        return arr;
+    }
+    auto& api = py::detail::npy_api::get();
     Py_INCREF(a->descr);  // PyArray_NewFromDescr steals the descriptor
     PyObject* view = api.PyArray_NewFromDescr_(api.PyArray_Type_, a->descr, a->nd, a->dimensions, a->strides,
                                                a->data, a->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr);
@@ -51,7 +59,7 @@ py::object tensor_to_numpy(py::handle x) {
     }
     py::object owned = py::reinterpret_steal<py::object>(array);
     if (!is_exact_ndarray(owned)) return tensor_to_numpy_general(x);
-    return view_owned_by(owned, call_method(x, r.s_untyped_storage));
+    return view_owned_by(std::move(owned), call_method(x, r.s_untyped_storage));
 }
 
 // x.__dlpack_device__()[0], checked to come from a (device_type, device_id) tuple.

@@ -15,10 +15,9 @@ HandOut::HandOut(py::handle handed_out) {
     if (!PyList_CheckExact(handed_out.ptr())) {
         throw py::type_error("handed_out must be a list or None, got " + type_name(handed_out));
     }
-    previous_ = steal(PyList_AsTuple(handed_out.ptr()));
-    if (PyList_SetSlice(handed_out.ptr(), 0, PyList_GET_SIZE(handed_out.ptr()), nullptr) != 0) {
-        throw py::error_already_set();
-    }
+    Py_ssize_t n = PyList_GET_SIZE(handed_out.ptr());
+    previous_ = steal(PyList_GetSlice(handed_out.ptr(), 0, n));
+    if (n > 0 && PyList_SetSlice(handed_out.ptr(), 0, n, nullptr) != 0) throw py::error_already_set();
     current_ = handed_out.ptr();
 }
 
@@ -29,8 +28,8 @@ bool HandOut::seen(py::handle arr) {
     }
     py::object address = steal(PyLong_FromVoidPtr(a->data));
     if (PyList_Append(current_, address.ptr()) != 0) throw py::error_already_set();
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(previous_.ptr()); ++i) {
-        int equal = PyObject_RichCompareBool(address.ptr(), PyTuple_GET_ITEM(previous_.ptr(), i), Py_EQ);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(previous_.ptr()); ++i) {
+        int equal = PyObject_RichCompareBool(address.ptr(), PyList_GET_ITEM(previous_.ptr(), i), Py_EQ);
         if (equal < 0) throw py::error_already_set();
         if (equal == 1) return true;
     }

@@ -26,7 +26,7 @@ public:
     bool seen(py::handle arr);
 
 private:
-    py::object previous_;  // tuple of int
+    py::object previous_;  // list of int (a copy of the caller's)
     PyObject* current_;    // the caller's list, refilled
 };
 

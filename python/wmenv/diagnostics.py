@@ -34,6 +34,7 @@ class Notes:
         self.casts: dict = {}  # path -> (from dtype, to dtype, lossy, low, high)
         self.unknown_keys: dict = {}  # "step"/"reset" -> tuple of keys
         self.checked_keys = {"step": False, "reset": False}
+        self.unchecked = True  # the step result's keys are yet to be looked at
 
     def warn_once(self, key, message):
         if key in self.said:
@@ -68,6 +69,8 @@ class Notes:
     def check_keys(self, kind, result):
         """Warns (once) when a mapping result has no observation key and keys wmenv does not know."""
         self.checked_keys[kind] = True
+        if kind == "step":
+            self.unchecked = False
         if not isinstance(result, Mapping):
             return
         keys = [k for k in result.keys()]

@@ -490,7 +490,9 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         if self._obs is _NOT_RESET:
             raise RuntimeError("Call reset() before step().")
         elapsed = self._elapsed + 1
-        restore = _grad_off(self._no_grad)
+        restore = self._no_grad and _is_grad_enabled is not None and _is_grad_enabled()
+        if restore:
+            _set_grad_enabled(False)
         try:
             if self._transform is None:
                 model_action = self._convert_action(action, self._action_spec)
@@ -499,7 +501,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             else:
                 model_action = self._transform(action)
             result = self._transition(self._state, model_action)
-            if not self._notes.checked_keys["step"]:
+            if self._notes.unchecked:
                 self._notes.check_keys("step", result)
             reward_fn, terminal_fn = self._reward, self._terminal
             if self._stage:
