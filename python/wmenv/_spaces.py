@@ -73,7 +73,7 @@ def first_of_batch(obs):
         return {k: first_of_batch(v) for k, v in obs.items()}
     if isinstance(obs, (tuple, list)):
         return type(obs)(first_of_batch(v) for v in obs)
-    if isinstance(obs, np.ndarray) and obs.ndim:
+    if getattr(obs, "ndim", 0) and hasattr(obs, "shape"):  # arrays and tensors
         return obs[0]
     return obs
 

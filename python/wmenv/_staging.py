@@ -28,40 +28,96 @@ def contains_device_tensor(tree) -> bool:
     return is_device_tensor(tree)
 
 
-def stage_to_host(tree, predicate=None):
-    """``tree`` with every leaf that ``predicate`` picks copied to host memory.
+def _host_buffer(source):
+    """A page-locked host buffer for ``source`` (pageable without CUDA)."""
+    return _torch.empty(source.shape, dtype=source.dtype, pin_memory=bool(source.is_cuda))
 
-    Copies are issued non-blocking into pinned buffers (when CUDA is there),
-    then each device involved is synchronised once. Leaves not picked (by
-    default: all but device tensors) are returned as they are.
-    """
-    predicate = is_device_tensor if predicate is None else predicate
-    devices = set()
-    pin = _torch is not None and _torch.cuda.is_available()
 
-    def copy(x):
-        if isinstance(x, dict):
-            return {k: copy(v) for k, v in x.items()}
-        if isinstance(x, tuple):
-            return tuple(copy(v) for v in x)
-        if isinstance(x, list):
-            return [copy(v) for v in x]
-        if not predicate(x):
-            return x
-        source = x.detach()
-        host = _torch.empty(source.shape, dtype=source.dtype, pin_memory=pin and source.is_cuda)
-        host.copy_(source, non_blocking=True)
-        if source.is_cuda:
-            devices.add(source.device)
-        return host
+def _copy_non_blocking(host, source):
+    host.copy_(source, non_blocking=True)
 
-    out = copy(tree)
-    for device in devices:
+
+def _synchronize(device):
+    if device.type == "cuda":
         _torch.cuda.current_stream(device).synchronize()
-    return out
 
 
-def staged_result(parse_step, result, state, action, reward_fn, terminal_fn):
+class HostStager:
+    """Copies a step's device leaves to host memory, then waits once.
+
+    Every picked leaf is copied with a non-blocking copy into a page-locked
+    buffer, and each producing device's current stream is synchronised once,
+    after the last copy: one synchronisation per step, not one per field.
+
+    Buffers: a *fresh* buffer per leaf per step, from torch's caching host
+    allocator, which hands a block out again only once every tensor and array
+    on it is gone. The arrays wmenv returns own their buffer's storage, so a
+    later step never writes into memory a returned array views (no pool of
+    our own that could hand a buffer out while it is still viewed).
+
+    ``allocate(source)``, ``copy(host, source)`` and ``synchronize(device)``
+    can be injected (the CPU tests do); ``synchronizations``, ``copies`` and
+    ``buffers`` count what was done.
+    """
+
+    def __init__(self, allocate=None, copy=None, synchronize=None, predicate=None):
+        self.allocate = _host_buffer if allocate is None else allocate
+        self.copy = _copy_non_blocking if copy is None else copy
+        self.synchronize = _synchronize if synchronize is None else synchronize
+        self.predicate = predicate
+        self.synchronizations = 0
+        self.copies = 0
+
+    def stage(self, tree):
+        """``tree`` with every picked leaf (default: device tensors) in host
+        memory; other leaves as they are."""
+        predicate = is_device_tensor if self.predicate is None else self.predicate
+        devices: list = []
+
+        def copy(x):
+            if isinstance(x, dict):
+                return {k: copy(v) for k, v in x.items()}
+            if isinstance(x, tuple):
+                return tuple(copy(v) for v in x)
+            if isinstance(x, list):
+                return [copy(v) for v in x]
+            if not predicate(x):
+                return x
+            source = x.detach()
+            host = self.allocate(source)
+            self.copy(host, source)
+            self.copies += 1
+            if source.device not in devices:
+                devices.append(source.device)
+            return host
+
+        out = copy(tree)
+        for device in devices:
+            self.synchronize(device)
+            self.synchronizations += 1
+        return out
+
+
+def stage_to_host(tree, predicate=None):
+    """``tree`` with every leaf that ``predicate`` picks (default: device
+    tensors) copied to host memory, with one synchronisation per device."""
+    return HostStager(predicate=predicate).stage(tree)
+
+
+def to_device(tensor, device, allocate=None):
+    """A host tensor (an action) on ``device`` through a page-locked buffer and
+    a non-blocking copy on the current stream: no pageable round trip. CPU
+    devices (or ``None``) get the tensor as it is."""
+    if device is None or device.type == "cpu":
+        return tensor
+    if not tensor.is_cpu:  # already on an accelerator: a device-to-device move, no host round trip
+        return tensor.to(device, non_blocking=True)
+    pinned = _torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True) if allocate is None else allocate(tensor)
+    pinned.copy_(tensor)
+    return pinned.to(device, non_blocking=True)
+
+
+def staged_result(parse_step, result, state, action, reward_fn, terminal_fn, stager=None):
     """A step result re-formed as the 6-tuple ``(next_state, obs, reward,
     terminated, truncated, info)`` with everything but the state in host memory.
 
@@ -74,5 +130,6 @@ def staged_result(parse_step, result, state, action, reward_fn, terminal_fn):
         reward = reward_fn(next_state, obs, action)
     if terminated is None and terminal_fn is not None:
         terminated = terminal_fn(next_state, obs, action)
-    obs, reward, terminated, truncated = stage_to_host((obs, reward, terminated, truncated))
+    stager = HostStager() if stager is None else stager
+    obs, reward, terminated, truncated = stager.stage((obs, reward, terminated, truncated))
     return (next_state, obs, reward, terminated, truncated, info)

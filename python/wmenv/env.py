@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import gymnasium as gym
@@ -9,6 +10,7 @@ import numpy as np
 
 from . import _backend, _spaces, _staging, adapters
 from .diagnostics import Notes
+from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
@@ -103,6 +105,7 @@ class _AdapterHost:
         "_normalize_step_batch",
         "_normalize_reset",
         "_parse_step",
+        "_matches",
         "_count_steps",
         "_to_numpy",
         "_obs_spec",
@@ -126,6 +129,7 @@ class _AdapterHost:
         self._normalize_step_batch = core.normalize_step_batch
         self._normalize_reset = core.normalize_reset
         self._parse_step = core.parse_step
+        self._matches = core.matches_structure
         self._count_steps = core.count_steps
         self._to_numpy = core.conform_observation
         self._compile_specs()
@@ -198,6 +202,14 @@ class _AdapterHost:
         # when the model runs there: known from `device`, or seen in a reset's state.
         self._on_device = _torch is not None and self.device is not None and _torch.device(self.device).type != "cpu"
         self._stage = self._on_device
+        self._stager = _staging.HostStager()
+        self.output = check_output(self.output)
+        self._torch_out = None
+        if self.output == "torch":
+            known = self.device is not None or isinstance(world_model, _torch.nn.Module)
+            self._torch_out = TorchOutput(_model_device(world_model, self.device) if known else None)
+        # Actions reach an accelerator through pinned memory and a non-blocking copy.
+        self._action_device = _torch.device(self.device) if self._on_device and self.torch_actions else None
 
     def _has_position(self) -> bool:  # pragma: no cover - each env defines it
         raise NotImplementedError
@@ -280,10 +292,17 @@ class _AdapterHost:
         return self._staged_from(self._state, result, action)
 
     def _staged_from(self, state, result, action):
-        return _staging.staged_result(self._parse_step, result, state, action, self._reward, self._terminal)
+        return _staging.staged_result(
+            self._parse_step, result, state, action, self._reward, self._terminal, self._stager
+        )
 
     def _note_state_device(self, state):
         self._stage = self._on_device or _staging.contains_device_tensor(state)
+
+    def _sample_observation(self):
+        """A sample of the observation space, for results that carry no observation."""
+        obs = self.observation_space.sample()
+        return obs if self._torch_out is None else self._torch_out.observation(obs, self._obs_spec)
 
     def _reset_result(self, seed, options):
         """Runs the reset (or the default one) and parses it into ``(state, obs, info)``,
@@ -300,18 +319,27 @@ class _AdapterHost:
             result = self._reset_call(seed, options)
             if not self._notes.checked_keys["reset"]:
                 self._notes.check_keys("reset", result)
-        state, obs, info = self._normalize_reset(
-            result,
-            self._model_obs_spec,
-            self.initial_state,
-            self.initial_observation,
-            self._handed_out,
-            self._cast_hook,
-        )
+        if self._torch_out is not None:
+            state, obs, info = parse_reset(
+                result, self._model_obs_spec, self.initial_state, self.initial_observation, self._matches
+            )
+            if self._torch_out.device is None:  # beside the model's state, wherever that is
+                leaf = first_leaf(state)
+                self._torch_out.device = None if leaf is None else leaf.device
+            obs = self._torch_out.observation(obs, self._model_obs_spec)
+        else:
+            state, obs, info = self._normalize_reset(
+                result,
+                self._model_obs_spec,
+                self.initial_state,
+                self.initial_observation,
+                self._handed_out,
+                self._cast_hook,
+            )
         if self._batch_of_one and obs is not None:
             obs = _spaces.first_of_batch(obs)
         if obs is None:
-            obs = self.observation_space.sample()
+            obs = self._sample_observation()
             if state is None:
                 state = obs
         return state, obs, info
@@ -337,6 +365,7 @@ _SHARED_OPTIONS = (
     "start_data",
     "encode_fn",
     "start_context",
+    "output",
 )
 
 
@@ -381,6 +410,9 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             default: the observation is the state.
         start_context: hand ``encode_fn`` windows of this many consecutive
             real observations (and actions) ending at the start (burn-in).
+        output: ``"numpy"`` (default) or ``"torch"``: observations, reward and
+            flags as tensors on the model's device, no host copy (see
+            :mod:`wmenv.output`).
         batched_model: the model always works on batches: it gets actions
             with a leading batch of one, and that batch is removed from the
             observation it returns (reward and flags hold one element either
@@ -431,6 +463,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         start_data: Any = None,
         encode_fn: Optional[Callable] = None,
         start_context: Optional[int] = None,
+        output: str = "numpy",
     ):
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = self.batched_model
@@ -446,7 +479,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
     def _compile_specs(self):
         self._obs_spec = _spaces.observation_spec(self.observation_space)
         self._model_obs_spec = _spaces.with_leading_one(self._obs_spec) if self._batch_of_one else self._obs_spec
-        self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
+        self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
@@ -498,39 +531,64 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                 model_action = self._convert_action(action, self._action_spec)
                 if self._batch_of_one:
                     model_action = _spaces.add_batch_of_one(model_action)
+                if self._action_device is not None:
+                    model_action = _staging.to_device(model_action, self._action_device)
             else:
                 model_action = self._transform(action)
             result = self._transition(self._state, model_action)
             if self._notes.unchecked:
                 self._notes.check_keys("step", result)
-            reward_fn, terminal_fn = self._reward, self._terminal
-            if self._stage:
-                result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
-            state, obs, reward, terminated, truncated, info = self._normalize_step(
-                result,
-                self._state,
-                model_action,
-                self._model_obs_spec,
-                reward_fn,
-                terminal_fn,
-                elapsed,
-                self.info_model_state,
-                self._handed_out,
-                self._cast_hook,
-            )
+            if self._torch_out is not None:
+                state, obs, reward, terminated, truncated, info = self._torch_result(result, model_action, elapsed)
+            else:
+                reward_fn, terminal_fn = self._reward, self._terminal
+                if self._stage:
+                    result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
+                state, obs, reward, terminated, truncated, info = self._normalize_step(
+                    result,
+                    self._state,
+                    model_action,
+                    self._model_obs_spec,
+                    reward_fn,
+                    terminal_fn,
+                    elapsed,
+                    self.info_model_state,
+                    self._handed_out,
+                    self._cast_hook,
+                )
             if self._batch_of_one and obs is not None:
                 obs = _spaces.first_of_batch(obs)
         finally:
             if restore:
                 _set_grad_enabled(True)
         if obs is None:
-            obs = self.observation_space.sample()
+            obs = self._sample_observation()
         if self.max_episode_steps is not None and elapsed >= self.max_episode_steps:
-            truncated = True
+            truncated = True if self._torch_out is None else _torch.ones_like(truncated)
         self._state = state
         self._obs = obs
         self._elapsed = elapsed
         return obs, reward, terminated, truncated, info
+
+    def _torch_result(self, result, action, elapsed):
+        """``output="torch"``: the step result parsed as on the NumPy path, its
+        observation, reward and flags left as tensors on the model's device."""
+        next_state, obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
+        if reward is None:
+            reward = 0.0 if self._reward is None else self._reward(next_state, obs, action)
+        if terminated is None:
+            terminated = False if self._terminal is None else self._terminal(next_state, obs, action)
+        out = self._torch_out
+        reward = out.scalar(reward, _torch.float32, "reward")
+        terminated = out.scalar(terminated, _torch.bool, "terminated")
+        truncated = out.scalar(False if truncated is None else truncated, _torch.bool, "truncated")
+        if info is not None and not isinstance(info, Mapping):
+            raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
+        info = {} if info is None else dict(info)
+        if self.info_model_state:
+            info.setdefault("model_state", next_state)
+        info.setdefault("elapsed_steps", elapsed)
+        return next_state, out.observation(obs, self._model_obs_spec), reward, terminated, truncated, info
 
     def render(self):
         if self._render is not None:

@@ -9,8 +9,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from . import _backend, _spaces
+from . import _backend, _spaces, _staging
 from .env import _AdapterHost, _grad_off, _set_grad_enabled, as_frame
+from .output import first_leaf
 from .planning import Rollout, discounted_returns, scatter_by_mask, stack_tree
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
@@ -45,15 +46,16 @@ def _check_reset_mask(mask, num_envs):
         raise ValueError("options['reset_mask'] must hold at least one True value")
 
 
-def merge_by_mask(mask: np.ndarray, new, old, batch_axes=0, path: str = "state"):
+def merge_by_mask(mask: np.ndarray, new, old, batch_axes=0, path: str = "state", device_mask=None):
     """``new`` where ``mask`` is True and ``old`` elsewhere, leaf by leaf.
 
     Leaves are NumPy arrays or torch tensors with a batch dimension, inside
     dicts, tuples and lists. The batch axis is 0 unless ``batch_axes`` says
     otherwise: an int for every leaf, or a dict from leaf paths (as errors
     name them: ``"state[1][0]"``, ``"state['h']"``) to axes, e.g. ``1`` for an
-    LSTM state of shape ``(layers, num_envs, hidden)``. The result is new;
-    neither input changes.
+    LSTM state of shape ``(layers, num_envs, hidden)``. ``device_mask`` is
+    the same mask as a tensor, used for tensor leaves on its device (no
+    host-to-device copy). The result is new; neither input changes.
 
     Example:
         >>> import numpy as np
@@ -66,11 +68,12 @@ def merge_by_mask(mask: np.ndarray, new, old, batch_axes=0, path: str = "state")
         return new
     if isinstance(new, dict):
         return {
-            k: merge_by_mask(mask, v, old[k], batch_axes, f"{path}[{k!r}]") if k in old else v for k, v in new.items()
+            k: merge_by_mask(mask, v, old[k], batch_axes, f"{path}[{k!r}]", device_mask) if k in old else v
+            for k, v in new.items()
         }
     if isinstance(new, (tuple, list)):
         return type(new)(
-            merge_by_mask(mask, n, o, batch_axes, f"{path}[{i}]") for i, (n, o) in enumerate(zip(new, old))
+            merge_by_mask(mask, n, o, batch_axes, f"{path}[{i}]", device_mask) for i, (n, o) in enumerate(zip(new, old))
         )
     axis = batch_axes if isinstance(batch_axes, int) else batch_axes.get(path, 0)
     if _torch is not None and isinstance(new, _torch.Tensor):
@@ -78,7 +81,10 @@ def merge_by_mask(mask: np.ndarray, new, old, batch_axes=0, path: str = "state")
         _check_batch(mask, new.shape, old_t.shape, axis, path)
         shape = [1] * new.dim()
         shape[axis] = -1
-        where = _torch.from_numpy(mask).to(new.device).reshape(shape)
+        if device_mask is not None and device_mask.device == new.device:
+            where = device_mask.reshape(shape)
+        else:
+            where = _torch.from_numpy(mask).to(new.device).reshape(shape)
         return _torch.where(where, new, old_t)
     if isinstance(new, np.ndarray):
         old_a = np.asarray(old)
@@ -180,11 +186,17 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         start_data: Any = None,
         encode_fn: Optional[Callable] = None,
         start_context: Optional[int] = None,
+        output: str = "numpy",
     ):
         self.num_envs = _check_num_envs(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
+        if self.output == "torch" and self.autoreset_mode is AutoresetMode.SAME_STEP:
+            raise ValueError(
+                'output="torch" works with autoreset_mode NEXT_STEP or DISABLED; SAME_STEP\'s final_obs is an '
+                "object array of NumPy observations"
+            )
         if not isinstance(batch_axes, (int, dict)) or isinstance(batch_axes, bool):
             raise TypeError(f"batch_axes must be an int or a dict from state paths to ints, got {batch_axes!r}")
         self.batch_axes = batch_axes
@@ -207,7 +219,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _compile_specs(self):
         self._obs_spec = _spaces.observation_spec(self.observation_space)
         self._model_obs_spec = self._obs_spec
-        self._action_spec = _spaces.action_spec(self.action_space, _torch, self.device, self.torch_actions)
+        self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
         space = self.single_action_space
         self._discrete = (
             (int(space.start), int(space.n)) if isinstance(space, gym.spaces.Discrete) and self._action_spec else None
@@ -233,16 +245,19 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     @property
     def elapsed_steps(self) -> np.ndarray:
         """Steps taken by each env since its last reset."""
+        if _torch is not None and isinstance(self._elapsed, _torch.Tensor):
+            return self._elapsed.cpu().numpy()
         return self._elapsed.copy()
 
-    def _reset_batch(self, seed, options, mask, state, obs):
-        """Runs the reset and merges its result into ``(state, obs)`` by ``mask``."""
+    def _reset_batch(self, seed, options, mask, state, obs, device_mask=None):
+        """Runs the reset and merges its result into ``(state, obs)`` by ``mask``
+        (``device_mask``: the same mask already on the model's device)."""
         if self._start is not None and "state" not in options:
             return self._reset_from_data(mask, state, obs)
         new_state, new_obs, info = self._reset_result(seed, options)
         return (
-            merge_by_mask(mask, new_state, state, self.batch_axes, "state"),
-            merge_by_mask(mask, new_obs, obs, 0, "observation"),
+            merge_by_mask(mask, new_state, state, self.batch_axes, "state", device_mask),
+            merge_by_mask(mask, new_obs, obs, 0, "observation", device_mask),
             info,
         )
 
@@ -279,9 +294,25 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 _set_grad_enabled(True)
         self._note_state_device(state)
         self._state, self._obs = state, obs
-        self._elapsed[mask] = 0
+        if self._torch_out is not None:
+            self._reset_device_counters(mask, state)
+        else:
+            self._elapsed[mask] = 0
         self._autoreset[mask] = False
         return obs, info
+
+    def _reset_device_counters(self, mask, state):
+        """``output="torch"``: step counters and the autoreset mask live on the model's device."""
+        out = self._torch_out
+        if out.device is None:
+            leaf = first_leaf(self._obs)
+            out.device = None if leaf is None else leaf.device
+        mask_t = _torch.from_numpy(mask).to(out.device)
+        if not isinstance(self._elapsed, _torch.Tensor):
+            self._elapsed = _torch.as_tensor(self._elapsed, device=out.device)
+            self._autoreset_t = _torch.zeros(self.num_envs, dtype=_torch.bool, device=out.device)
+        self._elapsed = _torch.where(mask_t, _torch.zeros_like(self._elapsed), self._elapsed)
+        self._autoreset_t = self._autoreset_t & ~mask_t
 
     def _check_discrete(self, action):
         low, n = self._discrete
@@ -296,15 +327,21 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 f"(valid: {low} to {low + n - 1})"
             )
 
+    def _model_action(self, actions):
+        """The actions as the model receives them (converted, checked, on its device)."""
+        if self._transform is not None:
+            return self._transform(actions)
+        model_action = self._convert_action(actions, self._action_spec)
+        if self._discrete is not None:
+            self._check_discrete(model_action)
+        if self._action_device is not None:
+            model_action = _staging.to_device(model_action, self._action_device)
+        return model_action
+
     def _advance(self, state, actions, handed_out):
         """One batched model call from ``state``: the normalized
         ``(state, obs, reward, terminated, truncated, info)``."""
-        if self._transform is None:
-            model_action = self._convert_action(actions, self._action_spec)
-            if self._discrete is not None:
-                self._check_discrete(model_action)
-        else:
-            model_action = self._transform(actions)
+        model_action = self._model_action(actions)
         result = self._transition(state, model_action)
         reward_fn, terminal_fn = self._reward, self._terminal
         if self._stage:
@@ -373,9 +410,69 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         stacked = stack_tree(observations) if observations else np.zeros((0, self.num_envs))
         return Rollout(stacked, rewards, terminated, discounted_returns(rewards, discount), state)
 
+    def _torch_step(self, actions):
+        """``output="torch"``: the step with observations, rewards, flags,
+        counters and the autoreset mask on the model's device, and one
+        synchronisation (learning which envs ended, to decide on resets)."""
+        mode = self.autoreset_mode
+        out = self._torch_out
+        restore = _grad_off(self._no_grad)
+        try:
+            model_action = self._model_action(actions)
+            result = self._transition(self._state, model_action)
+            state, obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
+            n = self.num_envs
+            if reward is None and self._reward is None:
+                reward = out.zeros(n, _torch.float32, self._elapsed)
+            else:
+                reward = reward if reward is not None else self._reward(state, obs, model_action)
+                reward = out.batch(reward, n, _torch.float32, "reward")
+            if terminated is None and self._terminal is None:
+                terminated = out.zeros(n, _torch.bool, self._elapsed)
+            else:
+                terminated = terminated if terminated is not None else self._terminal(state, obs, model_action)
+                terminated = out.batch(terminated, n, _torch.bool, "terminated")
+            if truncated is None or truncated is False:
+                truncated = out.zeros(n, _torch.bool, self._elapsed)
+            else:
+                truncated = out.batch(truncated, n, _torch.bool, "truncated")
+            if info is not None and not isinstance(info, dict):
+                raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
+            info = {} if info is None else dict(info)
+            obs = out.observation(obs, self._obs_spec)
+            elapsed = self._elapsed + 1
+            if self.max_episode_steps is not None:
+                truncated = truncated | (elapsed >= self.max_episode_steps)
+            if mode is AutoresetMode.NEXT_STEP and _count_nonzero(self._autoreset):
+                mask, mask_t = self._autoreset, self._autoreset_t
+                state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs, mask_t)
+                reward = _torch.where(mask_t, _torch.zeros_like(reward), reward)
+                terminated = terminated & ~mask_t
+                truncated = truncated & ~mask_t
+                elapsed = _torch.where(mask_t, _torch.zeros_like(elapsed), elapsed)
+        finally:
+            if restore:
+                _set_grad_enabled(True)
+        ended = terminated | truncated
+        self._autoreset_t = ended
+        self._autoreset = ended.cpu().numpy()  # the step's one synchronisation
+        info.setdefault("elapsed_steps", elapsed)
+        info.setdefault("_elapsed_steps", self._all_true)
+        if self.info_model_state:
+            info.setdefault("model_state", state)
+        self._state, self._obs, self._elapsed = state, obs, elapsed
+        return obs, reward, terminated, truncated, info
+
     def step(self, actions):
         if self._obs is None:
             raise RuntimeError("Call reset() before step().")
+        if self._torch_out is not None:
+            if self.autoreset_mode is AutoresetMode.DISABLED and self._autoreset.any():
+                raise RuntimeError(
+                    f"envs {np.flatnonzero(self._autoreset).tolist()} have ended; with autoreset_mode DISABLED, "
+                    "reset them with reset(options={'reset_mask': mask}) before the next step"
+                )
+            return self._torch_step(actions)
         mode = self.autoreset_mode
         if mode is AutoresetMode.DISABLED and self._autoreset.any():
             ended = np.flatnonzero(self._autoreset).tolist()

@@ -1,0 +1,181 @@
+"""``output="torch"``: observations, rewards and flags as torch tensors on the
+model's device, for learners that keep everything on the GPU (TorchRL- and
+CleanRL-style scripts).
+
+Nothing is copied to the host: the result is parsed with the same forms and
+checks as the NumPy path (the same shape errors, the cast to the space's
+dtype), but leaves stay tensors. Array or number leaves are moved to the
+model's device. The single env returns 0-d ``float32`` reward and ``bool`` flag
+tensors; the vector env ``(num_envs,)`` ones, computes its autoreset mask on
+the device and synchronises once per step, to learn whether any env ended
+(the one thing the host must know to decide on a reset: skipping it when no
+env ended would itself need that answer).
+
+Gymnasium's ``check_env`` expects NumPy observations and Python scalars, so it
+cannot check an env in this mode; check the same env with ``output="numpy"``
+(every rule but the last conversion is shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._backend import torch as _torch
+
+__all__ = ["OUTPUTS", "TorchOutput", "check_output"]
+
+OUTPUTS = ("numpy", "torch")
+
+
+def check_output(value):
+    if value not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {value!r}")
+    if value == "torch" and _torch is None:
+        raise ValueError('output="torch" needs torch installed')
+    return value
+
+
+def _format_shape(shape) -> str:
+    return str(tuple(int(d) for d in shape))
+
+
+class TorchOutput:
+    """Conforms model outputs to the spaces as tensors on ``device``
+    (``None``: wherever the model put them)."""
+
+    def __init__(self, device):
+        self.device = None if device is None else _torch.device(device)
+
+    def tensor(self, x, dtype=None):
+        if isinstance(x, _torch.Tensor):
+            t = x.detach()
+        else:
+            t = _torch.as_tensor(np.asarray(x))
+        if self.device is not None and t.device != self.device:
+            t = t.to(self.device, non_blocking=True)
+        if dtype is not None and t.dtype != dtype:
+            t = t.to(dtype)
+        return t
+
+    def observation(self, obs, spec, path="observation"):
+        """``obs`` conformed to an observation spec (see ``_core_py``), as tensors."""
+        if obs is None:
+            return None
+        if spec is None:
+            return self._tree(obs)
+        kind = spec[0]
+        if kind == 0:
+            t = self.tensor(obs)
+            if tuple(t.shape) != spec[1]:
+                raise ValueError(f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(t.shape)}")
+            want = _torch_dtype(spec[2])
+            return t if t.dtype == want else t.to(want)
+        if kind == 1:
+            if not isinstance(obs, Mapping):
+                raise TypeError(f"{path} must be a mapping for a Dict space, got {type(obs).__name__}")
+            out = {}
+            for key, sub in zip(spec[1], spec[2]):
+                if key not in obs:
+                    raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
+                out[key] = self.observation(obs[key], sub, f"{path}[{key!r}]")
+            return out
+        if not isinstance(obs, (tuple, list)):
+            raise TypeError(f"{path} must be a tuple for a Tuple space, got {type(obs).__name__}")
+        items = tuple(obs)
+        if len(items) != len(spec[1]):
+            raise ValueError(f"{path} must have {len(spec[1])} items for a Tuple space, got {len(items)}")
+        return tuple(self.observation(item, sub, f"{path}[{i}]") for i, (item, sub) in enumerate(zip(items, spec[1])))
+
+    def _tree(self, x):
+        if isinstance(x, Mapping):
+            return {k: self._tree(v) for k, v in x.items()}
+        if isinstance(x, (tuple, list)):
+            return type(x)(self._tree(v) for v in tuple(x))
+        return self.tensor(x)
+
+    def scalar(self, x, dtype, name):
+        """A one-element reward or flag as a 0-d tensor of ``dtype``."""
+        if x is None:
+            raise TypeError(f"{name} must be a number or a one-element array, got None")
+        t = self.tensor(x)
+        if t.numel() != 1:
+            raise ValueError(
+                f"{name} must hold one element, got shape {_format_shape(t.shape)}; use WorldModelVectorEnv for batches"
+            )
+        return t.reshape(()).to(dtype)
+
+    def batch(self, x, num_envs, dtype, name):
+        """One value per env as a new ``(num_envs,)`` tensor of ``dtype``."""
+        if x is None:
+            raise TypeError(f"{name} must be an array of {num_envs} values, got None")
+        t = self.tensor(x)
+        if t.numel() != num_envs:
+            raise ValueError(
+                f"{name} must hold {num_envs} values, one per env (shape ({num_envs},)), "
+                f"got shape {_format_shape(t.shape)}"
+            )
+        return t.reshape(num_envs).to(dtype, copy=True)
+
+    def zeros(self, num_envs, dtype, like=None):
+        device = self.device if self.device is not None else (like.device if like is not None else None)
+        return _torch.zeros(num_envs, dtype=dtype, device=device)
+
+
+def _torch_dtype(dtype):
+    return _torch.from_numpy(np.zeros(0, dtype)).dtype
+
+
+def first_leaf(tree):
+    """Any tensor leaf of ``tree`` (to place new tensors beside), or None."""
+    if isinstance(tree, Mapping):
+        for v in tree.values():
+            leaf = first_leaf(v)
+            if leaf is not None:
+                return leaf
+        return None
+    if isinstance(tree, (tuple, list)):
+        for v in tree:
+            leaf = first_leaf(v)
+            if leaf is not None:
+                return leaf
+        return None
+    return tree if isinstance(tree, _torch.Tensor) else None
+
+
+def parse_reset(result, obs_spec, default_state, default_obs, matches_structure):
+    """The ``(state, raw_obs, info)`` of a reset result, read by the same rules
+    as the NumPy path's ``normalize_reset`` (leaves are not converted)."""
+    from ._core_py import OBSERVATION_KEYS
+
+    state, info = default_state, None
+    if isinstance(result, tuple):
+        items = tuple(result)
+        if len(items) == 2:
+            first, second = items
+            if isinstance(second, Mapping) and matches_structure(first, obs_spec):
+                obs, info = first, second
+            else:
+                state, obs = first, second
+        elif len(items) == 3:
+            state, obs, info = items
+        elif not items:
+            raise ValueError(
+                "a reset returned an empty tuple; "
+                "expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping"
+            )
+        else:
+            obs = items[0]
+    elif isinstance(result, Mapping):
+        if "state" in result:
+            state = result["state"]
+        obs = next((result[k] for k in OBSERVATION_KEYS if k in result), default_obs)
+        info = result.get("info")
+    else:
+        obs = result
+    if state is None:
+        state = obs
+    if info is not None and not isinstance(info, Mapping):
+        raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
+    return state, obs, {} if info is None else dict(info)
