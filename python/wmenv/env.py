@@ -81,7 +81,7 @@ def as_frame(x, batch_dims: int = 0):
     if not isinstance(x, np.ndarray) or x.ndim != 3 + batch_dims:
         return x
     channels, height, width = x.shape[batch_dims:]
-    if channels not in (1, 3) or width in (1, 3, 4) or min(height, width) < 8:
+    if channels not in (1, 3) or width in (1, 3, 4):  # (H, W, C) already, or not an image
         return x
     if x.dtype == np.uint8:
         frame = x
