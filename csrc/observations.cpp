@@ -11,14 +11,17 @@ void too_deep() {
 
 py::object snapshot(py::handle x) { return steal(PySequence_Tuple(x.ptr())); }
 
-HandOut::HandOut(py::handle handed_out) {
-    if (!PyList_CheckExact(handed_out.ptr())) {
+HandOut::HandOut(py::handle handed_out) : list_(handed_out.ptr()) {
+    if (!PyList_CheckExact(list_)) {
         throw py::type_error("handed_out must be a list or None, got " + type_name(handed_out));
     }
-    Py_ssize_t n = PyList_GET_SIZE(handed_out.ptr());
-    previous_ = steal(PyList_GetSlice(handed_out.ptr(), 0, n));
-    if (n > 0 && PyList_SetSlice(handed_out.ptr(), 0, n, nullptr) != 0) throw py::error_already_set();
-    current_ = handed_out.ptr();
+    Py_ssize_t n = PyList_GET_SIZE(list_);
+    previous_.reserve(static_cast<size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        void* address = PyLong_AsVoidPtr(PyList_GET_ITEM(list_, i));
+        if (address == nullptr && PyErr_Occurred()) PyErr_Clear();  // not an address: matches nothing
+        previous_.push_back(address);
+    }
 }
 
 bool HandOut::seen(py::handle arr) {
@@ -26,14 +29,31 @@ bool HandOut::seen(py::handle arr) {
     for (int i = 0; i < a->nd; ++i) {
         if (a->dimensions[i] == 0) return false;
     }
-    py::object address = steal(PyLong_FromVoidPtr(a->data));
-    if (PyList_Append(current_, address.ptr()) != 0) throw py::error_already_set();
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(previous_.ptr()); ++i) {
-        int equal = PyObject_RichCompareBool(address.ptr(), PyList_GET_ITEM(previous_.ptr(), i), Py_EQ);
-        if (equal < 0) throw py::error_already_set();
-        if (equal == 1) return true;
+    void* address = a->data;
+    current_.push_back(address);
+    for (void* before : previous_) {
+        if (before == address) return true;
     }
     return false;
+}
+
+void HandOut::commit() {
+    Py_ssize_t n = static_cast<Py_ssize_t>(current_.size());
+    if (PyList_GET_SIZE(list_) != n && PyList_SetSlice(list_, 0, PyList_GET_SIZE(list_), nullptr) != 0) {
+        throw py::error_already_set();
+    }
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        void* address = current_[static_cast<size_t>(i)];
+        if (PyList_GET_SIZE(list_) == n) {
+            if (static_cast<size_t>(i) < previous_.size() && previous_[static_cast<size_t>(i)] == address) continue;
+            PyObject* item = PyLong_FromVoidPtr(address);
+            if (item == nullptr) throw py::error_already_set();
+            PyList_SetItem(list_, i, item);  // steals item
+        } else {
+            py::object item = steal(PyLong_FromVoidPtr(address));
+            if (PyList_Append(list_, item.ptr()) != 0) throw py::error_already_set();
+        }
+    }
 }
 
 namespace {
@@ -322,7 +342,9 @@ py::object conform_observation(py::handle obs, py::handle spec, const std::strin
     path.root = &root;
     if (handed_out.is_none()) return conform(obs, spec, path, 0, nullptr, cast_hook);
     HandOut hand_out(handed_out);
-    return conform(obs, spec, path, 0, &hand_out, cast_hook);
+    py::object out = conform(obs, spec, path, 0, &hand_out, cast_hook);
+    hand_out.commit();
+    return out;
 }
 
 bool matches_structure(py::handle x, py::handle spec) { return matches(x, spec, 0); }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -24,10 +25,13 @@ public:
     explicit HandOut(py::handle handed_out);
     // Records arr's address; true when the previous call handed it out too.
     bool seen(py::handle arr);
+    // Writes this call's addresses into the caller's list (unchanged entries stay).
+    void commit();
 
 private:
-    py::object previous_;  // list of int (a copy of the caller's)
-    PyObject* current_;    // the caller's list, refilled
+    std::vector<void*> previous_;
+    std::vector<void*> current_;
+    PyObject* list_;  // the caller's list
 };
 
 // handed_out: None or the caller's list of addresses (see conform_observation).

@@ -636,3 +636,14 @@ def _half_torch(backend):
 
 def test_set_torch_is_all_or_nothing(backend):
     isolated(_half_torch, backend)
+
+
+def test_handed_out_is_unchanged_by_a_failed_conversion(core):
+    spec = _spaces.observation_spec(gym.spaces.Tuple([BOX4, BOX4]))
+    t = torch.zeros(4)
+    handed = [12345]
+    with pytest.raises(ValueError, match=r"observation\[1\] must have shape"):
+        core.conform_observation((t, torch.zeros(3)), spec, "observation", handed)
+    assert handed == [12345]
+    core.conform_observation((t, torch.ones(4)), spec, "observation", handed)
+    assert handed[0] == t.data_ptr() and len(handed) == 2

@@ -160,17 +160,21 @@ class _HandOut:
 
     ``handed_out`` (a list) holds the addresses the previous call handed out;
     a leaf whose memory starts at one of them is the model's in-place update
-    of what the user already holds, so it is copied. The list then holds this
-    call's addresses (of the memory the model returned, copied or not)."""
+    of what the user already holds, so it is copied. Once the conversion has
+    succeeded, the list holds this call's addresses (of the memory the model
+    returned, copied or not); a conversion that raises leaves it as it was."""
 
-    __slots__ = ("previous", "current")
+    __slots__ = ("previous", "current", "handed_out")
 
     def __init__(self, handed_out):
         if type(handed_out) is not list:
             raise TypeError(f"handed_out must be a list or None, got {type(handed_out).__name__}")
         self.previous = tuple(handed_out)
-        handed_out.clear()
-        self.current = handed_out
+        self.current = []
+        self.handed_out = handed_out
+
+    def commit(self):
+        self.handed_out[:] = self.current
 
     def seen(self, arr) -> bool:
         address = _address(arr)
@@ -242,8 +246,12 @@ def conform_observation(obs, spec, path: str = "observation", handed_out=None, c
     as ``cast_hook(path, array, dtype)`` before an array leaf is cast to the
     spec's dtype (only casting leaves pay for it).
     """
-    hand_out = None if handed_out is None else _HandOut(handed_out)
-    return _conform(obs, spec, path, 0, hand_out, cast_hook)
+    if handed_out is None:
+        return _conform(obs, spec, path, 0, None, cast_hook)
+    hand_out = _HandOut(handed_out)
+    out = _conform(obs, spec, path, 0, hand_out, cast_hook)
+    hand_out.commit()
+    return out
 
 
 def _batch_hint(shape, expected):
