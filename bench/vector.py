@@ -60,6 +60,21 @@ def timed(step, steps):
     return (time.perf_counter() - start) / steps
 
 
+def vector_env(model, num_envs, backend):
+    env = WorldModelVectorEnv(
+        model,
+        num_envs,
+        OBS,
+        ACT,
+        backend=backend,
+        max_episode_steps=200,
+        initial_state=torch.zeros(num_envs, OBS_DIM),
+        initial_observation=torch.zeros(num_envs, OBS_DIM),
+    )
+    env.reset(seed=0)
+    return env
+
+
 def runners(num_envs, backends, sync_max):
     model = MLP()
     rng = np.random.default_rng(0)
@@ -73,17 +88,7 @@ def runners(num_envs, backends, sync_max):
 
     out = {"raw": raw}
     for name in backends:
-        env = WorldModelVectorEnv(
-            model,
-            num_envs,
-            OBS,
-            ACT,
-            backend=name,
-            max_episode_steps=200,
-            initial_state=torch.zeros(num_envs, OBS_DIM),
-            initial_observation=torch.zeros(num_envs, OBS_DIM),
-        )
-        env.reset(seed=0)
+        env = vector_env(model, num_envs, name)
         out[name] = lambda env=env: env.step(actions)
     if num_envs <= sync_max:
         sync = gym.vector.SyncVectorEnv(
@@ -108,17 +113,7 @@ def profile(num_envs, backend, steps):
     """Where a step's time goes: the model, the conversions (normalization and
     action conversion, in the core) and the rest of the env's own work."""
     _, model, actions = runners(num_envs, (), 0)
-    env = WorldModelVectorEnv(
-        model,
-        num_envs,
-        OBS,
-        ACT,
-        backend=backend,
-        max_episode_steps=200,
-        initial_state=torch.zeros(num_envs, OBS_DIM),
-        initial_observation=torch.zeros(num_envs, OBS_DIM),
-    )
-    env.reset(seed=0)
+    env = vector_env(model, num_envs, backend)
     spent = {"model": 0.0, "conversions": 0.0}
 
     def wrap(part, fn):

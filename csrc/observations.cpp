@@ -38,22 +38,19 @@ bool HandOut::seen(py::handle arr) {
 }
 
 void HandOut::commit() {
-    Py_ssize_t n = static_cast<Py_ssize_t>(current_.size());
-    if (PyList_GET_SIZE(list_) != n && PyList_SetSlice(list_, 0, PyList_GET_SIZE(list_), nullptr) != 0) {
-        throw py::error_already_set();
-    }
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        void* address = current_[static_cast<size_t>(i)];
-        if (PyList_GET_SIZE(list_) == n) {
-            if (static_cast<size_t>(i) < previous_.size() && previous_[static_cast<size_t>(i)] == address) continue;
-            PyObject* item = PyLong_FromVoidPtr(address);
+    const size_t n = current_.size();
+    if (static_cast<size_t>(PyList_GET_SIZE(list_)) == n) {  // the usual case: rewrite what changed
+        for (size_t i = 0; i < n; ++i) {
+            if (previous_[i] == current_[i]) continue;
+            PyObject* item = PyLong_FromVoidPtr(current_[i]);
             if (item == nullptr) throw py::error_already_set();
-            PyList_SetItem(list_, i, item);  // steals item
-        } else {
-            py::object item = steal(PyLong_FromVoidPtr(address));
-            if (PyList_Append(list_, item.ptr()) != 0) throw py::error_already_set();
+            PyList_SetItem(list_, static_cast<Py_ssize_t>(i), item);  // steals item
         }
+        return;
     }
+    py::list fresh(n);
+    for (size_t i = 0; i < n; ++i) fresh[i] = steal(PyLong_FromVoidPtr(current_[i]));
+    if (PyList_SetSlice(list_, 0, PyList_GET_SIZE(list_), fresh.ptr()) != 0) throw py::error_already_set();
 }
 
 namespace {
