@@ -10,7 +10,10 @@ loads and for a hand-written env written for that model alone:
   (the aliasing rule); the difference to the two-set case is the copy's cost
 
 Prints one JSON line per case and a table of ratios (lower is better; 1.0
-means as fast as the hand-written env).
+means as fast as the hand-written env). Where TorchWM is importable
+(``world_models.envs.world_model_env``), its ``WorldModelEnv`` is timed too
+and the JSON lines carry ``torchwm/native`` and ``torchwm/python`` (higher is
+better: how many times faster wmenv is).
 
     python bench/step.py [--steps 20000] [--rounds 7]
 """
@@ -136,6 +139,15 @@ def time_steps(env, actions, steps):
 BASELINES = ("handwritten", "strict")
 
 
+def torchwm_env_class():
+    """TorchWM's WorldModelEnv when TorchWM is installed, else None."""
+    try:
+        from world_models.envs.world_model_env import WorldModelEnv as TorchWMEnv
+    except ImportError:
+        return None
+    return TorchWMEnv
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20000)
@@ -144,6 +156,7 @@ def main():
     args = parser.parse_args()
     backends = _backend.available()
     actions = [ACTION_SPACE.sample() for _ in range(1024)]
+    torchwm = torchwm_env_class()
     rows = []
     for case in args.cases.split(","):
         model, obs_space = CASES[case]()
@@ -155,6 +168,8 @@ def main():
         }
         for name in backends:
             envs[name] = WorldModelEnv(model, obs_space, ACTION_SPACE, backend=name)
+        if torchwm is not None:
+            envs["torchwm"] = torchwm(model, obs_space, ACTION_SPACE)
         for env in envs.values():  # warm-up
             time_steps(env, actions, 2000)
         best = {name: float("inf") for name in envs}
@@ -167,6 +182,9 @@ def main():
                 row[f"{name}/{base}"] = round(best[name] / best[base], 3)
         if "native" in best and "python" in best:
             row["python/native"] = round(best["python"] / best["native"], 3)
+        if torchwm is not None:
+            for name in backends:
+                row[f"torchwm/{name}"] = round(best["torchwm"] / best[name], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()

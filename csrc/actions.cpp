@@ -29,9 +29,16 @@ ActionSpec unpack(py::handle spec, py::object& high) {
     out.dtype = PyTuple_GET_ITEM(s, 2);
     out.low = PyTuple_GET_ITEM(s, 3);
     PyObject* n = PyTuple_GET_ITEM(s, 4);
-    int negative = PyObject_RichCompareBool(n, py::int_(0).ptr(), Py_LT);
-    if (negative < 0) throw py::error_already_set();
-    out.discrete = negative == 0;
+    if (PyLong_CheckExact(n)) {  // n >= 0, without making a 0 to compare with
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(n, &overflow);
+        if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
+        out.discrete = overflow > 0 || (overflow == 0 && value >= 0);
+    } else {
+        int negative = PyObject_RichCompareBool(n, py::int_(0).ptr(), Py_LT);
+        if (negative < 0) throw py::error_already_set();
+        out.discrete = negative == 0;
+    }
     out.high = nullptr;
     if (out.discrete) {
         high = steal(PyNumber_Add(out.low, n));
@@ -102,6 +109,24 @@ bool same_shape(py::handle shape, PyObject* expected) {
     return equal == 1;
 }
 
+// arr.shape == shape for a tuple of Python ints, without making arr.shape.
+bool has_dims(py::detail::PyArray_Proxy* arr, PyObject* shape) {
+    if (!PyTuple_CheckExact(shape)) return same_shape(getattr(reinterpret_cast<PyObject*>(arr), refs().s_shape), shape);
+    Py_ssize_t n = PyTuple_GET_SIZE(shape);
+    if (arr->nd != n) return false;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* d = PyTuple_GET_ITEM(shape, i);
+        if (!PyLong_CheckExact(d)) return same_shape(getattr(reinterpret_cast<PyObject*>(arr), refs().s_shape), shape);
+        Py_ssize_t value = PyLong_AsSsize_t(d);
+        if (value == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return false;  // beyond any dimension
+        }
+        if (arr->dimensions[i] != value) return false;
+    }
+    return true;
+}
+
 py::object tensor_action(py::handle action, const ActionSpec& spec) {
     Refs& r = refs();
     py::object tensor = call_method(action, r.s_detach);
@@ -148,7 +173,7 @@ py::object convert_action(py::handle action, py::handle spec_obj) {
     if (size != spec.size) wrong_count(spec, getattr(array, r.s_shape));
     if (spec.discrete) check_discrete(spec, array);
     if (!spec.to_torch) return borrow(action);
-    if (!same_shape(getattr(array, r.s_shape), spec.shape)) array = call_method(array, r.s_reshape, spec.shape);
+    if (!has_dims(proxy, spec.shape)) array = call_method(array, r.s_reshape, spec.shape);
     proxy = py::detail::array_proxy(array.ptr());
     if ((proxy->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) == 0) array = call_method(array, r.s_copy);
     PyObject* tensor = PyObject_CallOneArg(r.from_numpy, array.ptr());

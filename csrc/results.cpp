@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "actions.h"
 #include "observations.h"
 #include "scalars.h"
 
@@ -37,11 +38,22 @@ py::object get(py::handle mapping, PyObject* key) {
     return call_method(mapping, refs().s_get, key);
 }
 
+// `key in mapping and mapping[key]`: the value, or a null object when absent.
+// A plain dict is looked up once (the same answer, without the second lookup).
+py::object lookup(py::handle mapping, PyObject* key) {
+    if (PyDict_CheckExact(mapping.ptr())) {
+        PyObject* value = PyDict_GetItemWithError(mapping.ptr(), key);
+        if (value == nullptr && PyErr_Occurred()) throw py::error_already_set();
+        return value == nullptr ? py::object() : borrow(value);
+    }
+    return has_key(mapping, key) ? item(mapping, key) : py::object();
+}
+
 py::object observation_from_mapping(py::handle result, py::handle fallback) {
     PyObject* keys = refs().observation_keys;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); ++i) {
-        PyObject* key = PyTuple_GET_ITEM(keys, i);
-        if (has_key(result, key)) return item(result, key);
+        py::object value = lookup(result, PyTuple_GET_ITEM(keys, i));
+        if (value) return value;
     }
     return borrow(fallback);
 }
@@ -108,13 +120,9 @@ RawStep parse_step_raw(py::handle result, py::handle state) {
                                   " items; accepted forms are " + kStepForms);
         }
     } else if (is_mapping(result)) {
-        if (has_key(result, r.s_state)) {
-            next_state = item(result, r.s_state);
-        } else if (has_key(result, r.s_next_state)) {
-            next_state = item(result, r.s_next_state);
-        } else {
-            next_state = borrow(state);
-        }
+        next_state = lookup(result, r.s_state);
+        if (!next_state) next_state = lookup(result, r.s_next_state);
+        if (!next_state) next_state = borrow(state);
         obs = observation_from_mapping(result, next_state);
         reward = get(result, r.s_reward);
         terminated = get(result, r.s_terminated);
@@ -170,6 +178,62 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
     PyTuple_SET_ITEM(out, 4, truncated_value.release().ptr());
     PyTuple_SET_ITEM(out, 5, info_value.release().ptr());
     return py::reinterpret_steal<py::tuple>(out);
+}
+
+namespace {
+
+// grad_switch[1](enabled), as the twin calls it.
+void set_grad(PyObject* grad, bool enabled) {
+    steal(PyObject_CallOneArg(PyTuple_GET_ITEM(grad, 1), enabled ? Py_True : Py_False));
+}
+
+}  // namespace
+
+py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::handle elapsed_steps) {
+    PyObject* p = plan.ptr();
+    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 10) throw py::type_error("step plan must be a 10-tuple");
+    auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
+    py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
+    py::handle info_model_state = at(5), handed_out = at(6), cast_hook = at(7), limit = at(9);
+    PyObject* grad = PyTuple_GET_ITEM(p, 8);
+    if (grad != Py_None && (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2)) {
+        throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
+    }
+    bool restore = false;
+    if (grad != Py_None) {
+        restore = truthy(steal(PyObject_CallNoArgs(PyTuple_GET_ITEM(grad, 0))));
+        if (restore) set_grad(grad, false);
+    }
+    py::tuple out;
+    try {
+        py::object model_action = convert_action(action, action_spec);
+        PyObject* args[] = {state.ptr(), model_action.ptr()};
+        py::object result = steal(PyObject_Vectorcall(transition.ptr(), args, 2, nullptr));
+        out = normalize_step(result, state, model_action, obs_spec, reward_fn, terminal_fn, elapsed_steps,
+                             truthy(info_model_state), handed_out, cast_hook);
+    } catch (...) {
+        // As the twin's finally: turned back on, and an error doing so replaces the step's.
+        if (restore) set_grad(grad, true);
+        throw;
+    }
+    if (restore) set_grad(grad, true);
+    if (!limit.is_none()) {
+        int reached = PyObject_RichCompareBool(elapsed_steps.ptr(), limit.ptr(), Py_GE);
+        if (reached < 0) throw py::error_already_set();
+        if (reached == 1) {
+            PyObject* t = out.ptr();
+            if (Py_REFCNT(t) == 1) {  // only this call holds the tuple normalize_step made
+                PyObject* old = PyTuple_GET_ITEM(t, 4);
+                Py_INCREF(Py_True);
+                PyTuple_SET_ITEM(t, 4, Py_True);
+                Py_DECREF(old);
+            } else {
+                auto item = [t](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(t, i)); };
+                out = py::make_tuple(item(0), item(1), item(2), item(3), py::bool_(true), item(5));
+            }
+        }
+    }
+    return out;
 }
 
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,

@@ -13,6 +13,10 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
                          bool info_model_state, py::handle handed_out, py::handle cast_hook);
 
+// convert_action, the transition, normalize_step and the time limit in one
+// call, autograd off around them as the plan says (see _core_py.run_step).
+py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::handle elapsed_steps);
+
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
                                py::handle handed_out, py::handle cast_hook);

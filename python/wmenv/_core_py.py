@@ -10,6 +10,9 @@ The functions take *specs*, plain tuples precompiled from Gymnasium spaces by
 * observation spec: ``None`` (no constraint: leaves become NumPy),
   ``(0, shape, dtype)`` for array spaces, ``(1, keys, subspecs)`` for ``Dict``
   and ``(2, subspecs)`` for ``Tuple``.
+* step plan (:func:`run_step`): ``(transition, action_spec, obs_spec,
+  reward_fn, terminal_fn, info_model_state, handed_out, cast_hook,
+  grad_switch, max_episode_steps)``.
 * action spec: ``None`` (pass the action through) or ``(shape, size, dtype,
   low, n, space_repr, torch_dtype, device, to_torch, integral)``; ``n`` is
   ``-1`` unless the space is ``Discrete``; ``integral`` is true for the
@@ -42,6 +45,7 @@ __all__ = [
     "normalize_step",
     "normalize_step_batch",
     "parse_step",
+    "run_step",
     "set_torch",
     "to_numpy",
 ]
@@ -96,6 +100,11 @@ def _tensor_to_numpy(x):
     storage (so that no later ``set_``/``.data =`` on ``x`` frees the memory;
     ``.numpy()`` makes the storage non-resizable, so ``resize_`` cannot either).
     Conjugate and negative views are resolved (a copy) so values are right."""
+    if type(x) is _Tensor:
+        try:  # the usual CPU tensor: one detach and one numpy; anything else the long way
+            return x.detach().numpy()
+        except Exception:  # the long way below raises what applies
+            pass
     name = type(x).__name__
     x = x.detach()
     if not x.is_cpu:
@@ -108,6 +117,18 @@ def _tensor_to_numpy(x):
     if type(arr) is not _NDArray:
         raise TypeError(f"{name}.numpy() returned a {type(arr).__name__}, not a numpy.ndarray")
     return arr
+
+
+def _leaf(x):
+    """``(to_numpy(x), view_of)``: ``view_of`` is ``x`` when the array is known
+    to view ``x``'s memory from ``x.data_ptr()`` on (a plain CPU tensor, the
+    usual leaf, converted by one ``detach`` and one ``numpy``), else ``None``."""
+    if type(x) is _Tensor:
+        try:
+            return x.detach().numpy(), x
+        except Exception:  # the long way raises what applies
+            pass
+    return to_numpy(x), None
 
 
 def _dlpack_device(x):
@@ -176,8 +197,13 @@ class _HandOut:
     def commit(self):
         self.handed_out[:] = self.current
 
-    def seen(self, arr) -> bool:
-        address = _address(arr)
+    def seen(self, arr, source=None) -> bool:
+        """Whether ``arr`` starts at an address the previous call handed out
+        (``source``: what ``arr`` views, from :func:`_leaf`); records the address."""
+        if not arr.size:
+            return False
+        # a view of a tensor starts at its data_ptr(), cheaper to ask than the array
+        address = _address(arr) if source is None else source.data_ptr()
         if not address:
             return False
         self.current.append(address)
@@ -195,8 +221,8 @@ def _to_numpy_tree(x, depth, hand_out):
         return tuple([_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)])
     if isinstance(x, list):
         return [_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)]
-    arr = to_numpy(x)
-    if hand_out is not None and hand_out.seen(arr):
+    arr, view_of = _leaf(x)
+    if hand_out is not None and hand_out.seen(arr, view_of):
         arr = arr.copy()
     return arr
 
@@ -269,13 +295,13 @@ def _conform(obs, spec, path, depth, hand_out, cast_hook):
         raise ValueError(_TOO_DEEP)
     kind = _spec_kind(spec)
     if kind == 0:
-        arr = to_numpy(obs)
+        arr, view_of = _leaf(obs)
         if arr.shape != spec[1]:
             raise ValueError(
                 f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
                 + _batch_hint(arr.shape, spec[1])
             )
-        seen = hand_out is not None and hand_out.seen(arr)
+        seen = hand_out is not None and hand_out.seen(arr, view_of)
         if arr.dtype != spec[2]:
             if cast_hook is not None:
                 cast_hook(path, arr, spec[2])
@@ -380,13 +406,18 @@ def as_reward(x) -> float:
         return x
     if t is int or t is bool:
         return float(x)
+    if t is _Tensor and x.numel() == 1:  # _one_element's answer, without its checks
+        return float(x.item())
     return float(_one_element(x, "reward"))
 
 
 def as_flag(x, name: str) -> bool:
     """A one-element termination or truncation flag as a Python bool."""
-    if type(x) is bool:
+    t = type(x)
+    if t is bool:
         return x
+    if t is _Tensor and x.numel() == 1:
+        return bool(x.item())
     return bool(_one_element(x, name))
 
 
@@ -478,13 +509,69 @@ def normalize_step(
     reward = as_reward(reward)
     terminated = as_flag(terminated, "terminated")
     truncated = False if truncated is None else as_flag(truncated, "truncated")
-    info = _info_dict(info)
-    if info_model_state and "model_state" not in info:
-        info["model_state"] = next_state
-    if "elapsed_steps" not in info:
-        info["elapsed_steps"] = elapsed_steps
+    if info is None:  # the usual case, in the order the general one gives
+        info = (
+            {"model_state": next_state, "elapsed_steps": elapsed_steps}
+            if info_model_state
+            else {"elapsed_steps": elapsed_steps}
+        )
+    else:
+        info = _info_dict(info)
+        if info_model_state and "model_state" not in info:
+            info["model_state"] = next_state
+        if "elapsed_steps" not in info:
+            info["elapsed_steps"] = elapsed_steps
     obs = conform_observation(obs, obs_spec, "observation", handed_out, cast_hook)
     return next_state, obs, reward, terminated, truncated, info
+
+
+def run_step(plan, state, action, elapsed_steps):
+    """One whole single-env step in one call: :func:`convert_action`, the
+    transition, :func:`normalize_step` and the time limit.
+
+    ``plan`` is ``(transition, action_spec, obs_spec, reward_fn, terminal_fn,
+    info_model_state, handed_out, cast_hook, grad_switch, max_episode_steps)``:
+    ``transition(state, model_action)`` gives the step result; the next five
+    are :func:`normalize_step`'s; ``grad_switch`` is ``None`` (autograd left
+    as it is) or ``(is_grad_enabled, set_grad_enabled)``, and then autograd is
+    off from the action's conversion to the result's and back on afterwards
+    (also on an error) when it was on; ``max_episode_steps`` is ``None`` or a
+    number that ``elapsed_steps`` reaching sets ``truncated``.
+    Returns :func:`normalize_step`'s tuple.
+    """
+    if type(plan) is not tuple or len(plan) != 10:
+        raise TypeError("step plan must be a 10-tuple")
+    transition, action_spec, obs_spec, reward_fn, terminal_fn, info_model_state, handed_out, cast_hook, grad, limit = (
+        plan
+    )
+    if grad is not None and (type(grad) is not tuple or len(grad) != 2):
+        raise TypeError("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair")
+    restore = False
+    if grad is not None:
+        restore = bool(grad[0]())
+        if restore:
+            grad[1](False)
+    try:
+        model_action = convert_action(action, action_spec)
+        result = transition(state, model_action)
+        out = normalize_step(
+            result,
+            state,
+            model_action,
+            obs_spec,
+            reward_fn,
+            terminal_fn,
+            elapsed_steps,
+            info_model_state,
+            handed_out,
+            cast_hook,
+        )
+    finally:
+        if restore:
+            grad[1](True)
+    if limit is not None and elapsed_steps >= limit:
+        out = out[:4] + (True,) + out[5:]
+    return out
 
 
 def as_batch(x, num_envs: int, dtype, name: str):
@@ -632,7 +719,7 @@ def convert_action(action, spec):
         return tensor.to(device=device, dtype=torch_dtype)
     if integral:
         _check_integral_array(action, action if type(action) is _NDArray else _asarray(action), space_repr)
-    arr = _asarray(action, dtype=dtype)
+    arr = action if type(action) is _NDArray and action.dtype is dtype else _asarray(action, dtype=dtype)
     if arr.size != size:
         raise _action_error(size, space_repr, arr.shape)
     if n >= 0:

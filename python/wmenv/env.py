@@ -118,6 +118,8 @@ class _AdapterHost:
         "_transform",
         "_cast_hook",
         "_start",
+        "_run_step",
+        "_plan",
     )
 
     def _compile(self):
@@ -131,6 +133,7 @@ class _AdapterHost:
         self._parse_step = core.parse_step
         self._matches = core.matches_structure
         self._count_steps = core.count_steps
+        self._run_step = core.run_step
         self._to_numpy = core.conform_observation
         self._compile_specs()
         gen = self._generator
@@ -152,9 +155,37 @@ class _AdapterHost:
                 else adapters.bind_leading(self.encode_fn, (wm,), 2, gen)
             )
             self._start = StartData(self.start_data, encode, self.start_context)
+        self._build_plan()
 
     def _compile_specs(self):  # pragma: no cover - each env defines it
         raise NotImplementedError
+
+    def _build_plan(self):
+        """The single env's one-call step, where its options allow one."""
+        self._plan = None
+
+    @property
+    def info_model_state(self) -> bool:
+        """Whether ``info["model_state"]`` carries the next state."""
+        return self._info_model_state
+
+    @info_model_state.setter
+    def info_model_state(self, value) -> None:
+        self._info_model_state = bool(value)
+        if "_plan" in self.__dict__:
+            self._build_plan()
+
+    @property
+    def max_episode_steps(self) -> Optional[int]:
+        """Steps after which an episode is truncated (``None``: never)."""
+        return self._max_episode_steps
+
+    @max_episode_steps.setter
+    def max_episode_steps(self, value) -> None:
+        _check_max_episode_steps(value)
+        self._max_episode_steps = None if value is None else int(value)
+        if "_plan" in self.__dict__:
+            self._build_plan()
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -180,14 +211,10 @@ class _AdapterHost:
         render_mode = options["render_mode"]
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        _check_max_episode_steps(options["max_episode_steps"])
         self.world_model = world_model
         for name in _SHARED_OPTIONS:
             setattr(self, name, options[name])
-        if self.max_episode_steps is not None:
-            self.max_episode_steps = int(self.max_episode_steps)
         self.torch_actions = bool(self.torch_actions)
-        self.info_model_state = bool(self.info_model_state)
         self.grad = bool(self.grad)
         self.batched_model = bool(self.batched_model)
         self._notes = Notes()
@@ -481,6 +508,32 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         self._model_obs_spec = _spaces.with_leading_one(self._obs_spec) if self._batch_of_one else self._obs_spec
         self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
 
+    def _build_plan(self):
+        """The step in one core call (action conversion, transition, result,
+        time limit, autograd switch) for options that need nothing between
+        those parts: no action transform, batch of one, device or torch output."""
+        self._plan = None
+        if (
+            self._transform is not None
+            or self._batch_of_one
+            or self._action_device is not None
+            or self._torch_out is not None
+        ):
+            return
+        grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
+        self._plan = (
+            self._transition,
+            self._action_spec,
+            self._model_obs_spec,
+            self._reward,
+            self._terminal,
+            self.info_model_state,
+            self._handed_out,
+            self._cast_hook,
+            grad_switch,
+            self.max_episode_steps,
+        )
+
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         if self._generator is not None:
@@ -523,6 +576,15 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         if self._obs is _NOT_RESET:
             raise RuntimeError("Call reset() before step().")
         elapsed = self._elapsed + 1
+        plan = self._plan
+        if plan is not None and not self._stage and not self._notes.unchecked:
+            state, obs, reward, terminated, truncated, info = self._run_step(plan, self._state, action, elapsed)
+            if obs is None:
+                obs = self._sample_observation()
+            self._state = state
+            self._obs = obs
+            self._elapsed = elapsed
+            return obs, reward, terminated, truncated, info
         restore = self._no_grad and _is_grad_enabled is not None and _is_grad_enabled()
         if restore:
             _set_grad_enabled(False)

@@ -1,0 +1,226 @@
+"""run_step: the single env's step in one core call, and the env's use of it."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from wmenv import _spaces
+
+BOX2 = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
+ACT1 = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+GRAD = (torch.is_grad_enabled, torch._C._set_grad_enabled)
+
+
+def plan(transition, *, grad=GRAD, limit=None, info_model_state=False, handed_out=None, reward_fn=None):
+    return (
+        transition,
+        _spaces.action_spec(ACT1, torch, None, True),
+        _spaces.observation_spec(BOX2),
+        reward_fn,
+        None,
+        info_model_state,
+        handed_out,
+        None,
+        grad,
+        limit,
+    )
+
+
+def step_result(state, action):
+    nxt = state + action
+    return {"state": nxt, "observation": nxt, "reward": nxt.sum(), "terminated": nxt[0] > 5}
+
+
+def test_run_step_is_convert_transition_normalize(core):
+    state = torch.zeros(2)
+    seen = []
+
+    def transition(s, a):
+        seen.append((s, a, torch.is_grad_enabled()))
+        return step_result(s, a)
+
+    out = core.run_step(plan(transition, info_model_state=True), state, np.array([0.5], np.float32), 7)
+    next_state, obs, reward, terminated, truncated, info = out
+    assert seen[0][0] is state and isinstance(seen[0][1], torch.Tensor) and seen[0][2] is False
+    assert torch.equal(next_state, torch.full((2,), 0.5))
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32 and obs.tolist() == [0.5, 0.5]
+    assert reward == 1.0 and type(reward) is float
+    assert terminated is False and truncated is False
+    assert list(info) == ["model_state", "elapsed_steps"] and info["elapsed_steps"] == 7
+    assert torch.is_grad_enabled()
+
+
+def test_run_step_time_limit_sets_truncated(core):
+    p = plan(step_result, limit=3)
+    assert core.run_step(p, torch.zeros(2), np.zeros(1, np.float32), 2)[4] is False
+    assert core.run_step(p, torch.zeros(2), np.zeros(1, np.float32), 3)[4] is True
+    assert core.run_step(p, torch.zeros(2), np.zeros(1, np.float32), 10**30)[4] is True
+
+
+def test_run_step_restores_autograd_after_an_error(core):
+    def broken(s, a):
+        assert not torch.is_grad_enabled()
+        raise KeyError("model failed")
+
+    with pytest.raises(KeyError, match="model failed"):
+        core.run_step(plan(broken), torch.zeros(2), np.zeros(1, np.float32), 1)
+    assert torch.is_grad_enabled()
+    with pytest.raises(ValueError, match=r"observation must have shape \(2,\), got \(3,\)"):
+        core.run_step(plan(lambda s, a: torch.zeros(3)), torch.zeros(2), np.zeros(1, np.float32), 1)
+    assert torch.is_grad_enabled()
+    with pytest.raises(ValueError, match="action must hold 1 element"):
+        core.run_step(plan(step_result), torch.zeros(2), np.zeros(3, np.float32), 1)
+    assert torch.is_grad_enabled()
+
+
+def test_run_step_leaves_autograd_alone_without_a_switch_or_when_off(core):
+    modes = []
+
+    def transition(s, a):
+        modes.append(torch.is_grad_enabled())
+        return step_result(s, a)
+
+    core.run_step(plan(transition, grad=None), torch.zeros(2), np.zeros(1, np.float32), 1)
+    with torch.no_grad():
+        core.run_step(plan(transition), torch.zeros(2), np.zeros(1, np.float32), 1)
+        assert not torch.is_grad_enabled()  # off before, so not turned on after
+    assert modes == [True, False]
+
+
+def test_run_step_calls_reward_fn_with_the_converted_action(core):
+    got = []
+
+    def reward_fn(next_state, obs, action):
+        got.append(action)
+        return 2.5
+
+    out = core.run_step(
+        plan(lambda s, a: (s + a, s + a), reward_fn=reward_fn), torch.zeros(2), np.ones(1, np.float32), 1
+    )
+    assert out[2] == 2.5 and isinstance(got[0], torch.Tensor)
+
+
+def test_run_step_copies_an_observation_the_model_hands_back_in_place(core):
+    buffer = torch.zeros(2)
+    handed = []
+
+    def in_place(s, a):
+        buffer.add_(1.0)
+        return buffer, buffer
+
+    p = plan(in_place, handed_out=handed)
+    first = core.run_step(p, buffer, np.zeros(1, np.float32), 1)[1]
+    assert np.shares_memory(first, buffer.numpy())  # zero-copy the first time
+    second = core.run_step(p, buffer, np.zeros(1, np.float32), 2)[1]
+    core.run_step(p, buffer, np.zeros(1, np.float32), 3)
+    assert second.tolist() == [2.0, 2.0]  # the repeat was copied: later updates leave it alone
+    assert handed == [buffer.data_ptr()]
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        ([None] * 10, TypeError, "step plan must be a 10-tuple"),
+        ((None,) * 9, TypeError, "step plan must be a 10-tuple"),
+        ("grad", TypeError, r"grad_switch must be None or an \(is_grad_enabled, set_grad_enabled\) pair"),
+    ],
+)
+def test_run_step_rejects_malformed_plans(core, bad, error, message):
+    if bad == "grad":
+        bad = plan(step_result, grad=(torch.is_grad_enabled,))
+    with pytest.raises(error, match=message):
+        core.run_step(bad, torch.zeros(2), np.zeros(1, np.float32), 1)
+
+
+def test_backends_agree_on_run_step():
+    from wmenv import _backend
+
+    results = []
+    for name in _backend.available():
+        core = _backend.load(name)
+        handed = []
+        p = plan(step_result, limit=2, info_model_state=True, handed_out=handed)
+        state, rows = torch.zeros(2), []
+        for t in range(1, 4):
+            state, obs, reward, terminated, truncated, info = core.run_step(p, state, np.ones(1, np.float32), t)
+            rows.append((obs.tolist(), reward, terminated, truncated, sorted(info)))
+        results.append(rows)
+    assert all(r == results[0] for r in results)
+
+
+# The env: the one-call step is the step wherever the options allow it.
+
+
+class CounterModel:
+    def reset(self):
+        return torch.zeros(2), torch.zeros(2)
+
+    def step(self, state, action):
+        return step_result(state, action)
+
+
+def counter_model():
+    return CounterModel()
+
+
+def test_env_steps_in_one_call_and_gives_what_the_long_way_gives(make_env):
+    fast = make_env(counter_model(), BOX2, ACT1, max_episode_steps=3)
+    slow = make_env(
+        counter_model(), BOX2, ACT1, max_episode_steps=3, action_transform_fn=lambda m, a: torch.from_numpy(a)
+    )
+    assert fast._plan is not None and slow._plan is None
+    for env in (fast, slow):
+        env.reset(seed=0)
+    for _ in range(3):
+        a = np.full(1, 0.5, np.float32)
+        got, want = fast.step(a), slow.step(a)
+        assert got[0].tolist() == want[0].tolist() and got[1:4] == want[1:4] and got[4] == want[4]
+    assert got[3] is True and fast.elapsed_steps == 3
+    assert torch.equal(fast.state, slow.state)
+
+
+def test_env_options_changed_after_construction_reach_the_step(make_env):
+    env = make_env(counter_model(), BOX2, ACT1)
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    env.info_model_state = True
+    assert "model_state" in env.step(np.zeros(1, np.float32))[4]
+    env.max_episode_steps = 3
+    assert env.step(np.zeros(1, np.float32))[3] is True
+    env.max_episode_steps = None
+    assert env.step(np.zeros(1, np.float32))[3] is False
+    with pytest.raises(ValueError, match="max_episode_steps must be None or a positive int"):
+        env.max_episode_steps = 0
+
+
+def test_env_runs_the_model_without_autograd_and_leaves_it_on(make_env):
+    modes = []
+
+    class Model:
+        def step(self, state, action):
+            modes.append(torch.is_grad_enabled())
+            return state, state
+
+    env = make_env(Model(), BOX2, ACT1, initial_state=torch.zeros(2))
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros(1, np.float32))
+    assert modes == [False] * 3 and torch.is_grad_enabled()
+    grad_env = make_env(Model(), BOX2, ACT1, initial_state=torch.zeros(2), grad=True)
+    grad_env.reset(seed=0)
+    grad_env.step(np.zeros(1, np.float32))
+    grad_env.step(np.zeros(1, np.float32))
+    assert modes[3:] == [True, True]
+
+
+def test_pickled_env_keeps_its_options_and_plan(make_env):
+    import pickle
+
+    env = make_env(counter_model(), BOX2, ACT1, max_episode_steps=2, info_model_state=True)
+    copy = pickle.loads(pickle.dumps(env))
+    assert copy.max_episode_steps == 2 and copy.info_model_state is True and copy._plan is not None
+    copy.reset(seed=0)
+    copy.step(np.zeros(1, np.float32))
+    out = copy.step(np.zeros(1, np.float32))
+    assert out[3] is True and "model_state" in out[4]
