@@ -5,8 +5,11 @@ its first 8 outputs are the next state (fed back) and the observation, the 9th
 the reward. For each num_envs, in the same run, in interleaved rounds (best of
 ``--rounds``):
 
-* raw:   the batched model loop alone under no_grad, ``state = out[..., :8]``
-  fed back (the ceiling)
+* raw:   the batched model loop alone under no_grad: the same
+  ``model(state, action)`` call the env makes, its next state fed back (the
+  ceiling)
+* raw_net: stricter still, the MLP's layers alone (``model.net``, no module
+  call, no reward slice), ``state = out[..., :8]`` fed back
 * wmenv: WorldModelVectorEnv, every backend that loads (one model call per step)
 * sync:  gymnasium's SyncVectorEnv over num_envs single WorldModelEnvs
   (skipped above ``--sync-max`` envs: it is num_envs model calls per step)
@@ -82,11 +85,17 @@ def runners(num_envs, backends, sync_max):
     action_t = torch.from_numpy(actions)
     raw_state = [torch.zeros(num_envs, OBS_DIM)]
 
+    model_state = [torch.zeros(num_envs, OBS_DIM)]
+
     def raw():
+        with torch.no_grad():
+            model_state[0] = model(model_state[0], action_t)[0]
+
+    def raw_net():
         with torch.no_grad():
             raw_state[0] = model.net(torch.cat([raw_state[0], action_t], dim=-1))[..., :OBS_DIM]
 
-    out = {"raw": raw}
+    out = {"raw": raw, "raw_net": raw_net}
     for name in backends:
         env = vector_env(model, num_envs, name)
         out[name] = lambda env=env: env.step(actions)
@@ -110,8 +119,9 @@ def runners(num_envs, backends, sync_max):
 
 
 def profile(num_envs, backend, steps):
-    """Where a step's time goes: the model, the conversions (normalization and
-    action conversion, in the core) and the rest of the env's own work."""
+    """Where a step's time goes: the model and the env's own work (with the
+    one-call step, conversions are inside it; they show separately only on
+    the step's long way)."""
     _, model, actions = runners(num_envs, (), 0)
     env = vector_env(model, num_envs, backend)
     spent = {"model": 0.0, "conversions": 0.0}
@@ -128,6 +138,7 @@ def profile(num_envs, backend, steps):
     env._transition = wrap("model", env._transition)
     env._normalize_step_batch = wrap("conversions", env._normalize_step_batch)
     env._convert_action = wrap("conversions", env._convert_action)
+    env._build_plan()  # the one-call step calls the wrapped model; its conversions count as the env's own
     total = timed(lambda: env.step(actions), steps) * steps
     spent = {k: v / steps * 1e6 for k, v in spent.items()}
     spent["env_own"] = total / steps * 1e6 - sum(spent.values())
@@ -159,6 +170,7 @@ def main():
             if "sync" in rate:
                 row[f"{name}/sync"] = round(rate[name] / rate["sync"], 2)
             row[f"{name}/raw"] = round(rate[name] / rate["raw"], 3)
+            row[f"{name}/raw_net"] = round(rate[name] / rate["raw_net"], 3)
         if args.profile:
             row["profile_us"] = {b: profile(n, b, steps[b]) for b in backends}
         rows.append(row)
@@ -167,13 +179,22 @@ def main():
     print(f"wmenv {wmenv.__version__}, torch {torch.__version__}, one torch thread, MLP 10-128-10")
     print(
         " | ".join(
-            ["num_envs", "raw", *backends, "sync", *[f"{b}/sync" for b in backends], *[f"{b}/raw" for b in backends]]
+            [
+                "num_envs",
+                "raw",
+                *backends,
+                "sync",
+                *[f"{b}/sync" for b in backends],
+                *[f"{b}/raw" for b in backends],
+                *[f"{b}/raw_net" for b in backends],
+            ]
         )
     )
     for row in rows:
         s = row["env_steps_per_s"]
         cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends], f"{s.get('sync', 0):,}"]
         cells += [f"{row.get(f'{b}/sync', 0):.1f}x" for b in backends] + [f"{row[f'{b}/raw']:.2f}x" for b in backends]
+        cells += [f"{row[f'{b}/raw_net']:.2f}x" for b in backends]
         print(" | ".join(cells))
 
 

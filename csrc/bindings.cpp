@@ -42,6 +42,9 @@ PYBIND11_MODULE(_core, m) {
           "Parses one transition result into (next_state, obs, reward, terminated, truncated, info).");
     m.def("run_step", &run_step, py::arg("plan"), py::arg("state"), py::arg("action"), py::arg("elapsed_steps"),
           "One whole single-env step: convert_action, the transition, normalize_step and the time limit.");
+    m.def("run_step_batch", &run_step_batch, py::arg("plan"), py::arg("state"), py::arg("action"),
+          py::arg("elapsed"),
+          "One whole vector-env step: convert_action, the transition, normalize_step_batch and count_steps.");
     m.def("parse_step", &parse_step, py::arg("result"), py::arg("state"),
           "The raw (next_state, obs, reward, terminated, truncated, info) of a step result; reward and "
           "terminated are None when it has none.");
@@ -60,5 +63,5 @@ PYBIND11_MODULE(_core, m) {
     m.attr("OBSERVATION_KEYS") = py::reinterpret_borrow<py::object>(refs().observation_keys);
     m.attr("__all__") = py::make_tuple("OBSERVATION_KEYS", "as_batch", "as_flag", "as_reward", "conform_observation",
                                        "convert_action", "count_steps", "matches_structure", "normalize_reset", "normalize_step",
-                                       "normalize_step_batch", "parse_step", "run_step", "set_torch", "to_numpy");
+                                       "normalize_step_batch", "parse_step", "run_step", "run_step_batch", "set_torch", "to_numpy");
 }

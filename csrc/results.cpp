@@ -236,6 +236,42 @@ py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::han
     return out;
 }
 
+py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, py::handle elapsed) {
+    PyObject* p = plan.ptr();
+    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 11) throw py::type_error("batch step plan must be an 11-tuple");
+    auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
+    py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
+    py::handle handed_out = at(6), cast_hook = at(7), limit = at(9), check = at(10);
+    if (!PyLong_CheckExact(at(5).ptr())) throw py::type_error("num_envs must be an int, got " + type_name(at(5)));
+    Py_ssize_t num_envs = PyLong_AsSsize_t(at(5).ptr());
+    if (num_envs == -1 && PyErr_Occurred()) throw py::error_already_set();
+    PyObject* grad = PyTuple_GET_ITEM(p, 8);
+    if (grad != Py_None && (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2)) {
+        throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
+    }
+    bool restore = false;
+    if (grad != Py_None) {
+        restore = truthy(steal(PyObject_CallNoArgs(PyTuple_GET_ITEM(grad, 0))));
+        if (restore) set_grad(grad, false);
+    }
+    py::tuple out;
+    try {
+        py::object model_action = convert_action(action, action_spec);
+        if (!check.is_none()) steal(PyObject_CallOneArg(check.ptr(), model_action.ptr()));
+        PyObject* args[] = {state.ptr(), model_action.ptr()};
+        py::object result = steal(PyObject_Vectorcall(transition.ptr(), args, 2, nullptr));
+        out = normalize_step_batch(result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out,
+                                   cast_hook);
+    } catch (...) {
+        if (restore) set_grad(grad, true);
+        throw;
+    }
+    if (restore) set_grad(grad, true);
+    py::tuple counted = count_steps(elapsed, out[3], out[4], limit);
+    PyObject* joined = PySequence_Concat(out.ptr(), counted.ptr());
+    return py::reinterpret_steal<py::tuple>(steal(joined).release());
+}
+
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
                                py::handle handed_out, py::handle cast_hook) {

@@ -21,6 +21,10 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
                                py::handle handed_out, py::handle cast_hook);
 
+// convert_action, action_check, the transition, normalize_step_batch and
+// count_steps in one call (see _core_py.run_step_batch).
+py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, py::handle elapsed);
+
 py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs,
                           py::handle handed_out, py::handle cast_hook);
 

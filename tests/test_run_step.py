@@ -224,3 +224,117 @@ def test_pickled_env_keeps_its_options_and_plan(make_env):
     copy.step(np.zeros(1, np.float32))
     out = copy.step(np.zeros(1, np.float32))
     assert out[3] is True and "model_state" in out[4]
+
+
+# run_step_batch: the vector env's step in one core call.
+
+
+def batch_plan(transition, n=3, *, grad=GRAD, limit=None, check=None, handed_out=None):
+    return (
+        transition,
+        _spaces.action_spec(gym.spaces.Box(-1.0, 1.0, (3, 1), np.float32), torch, None, True),
+        _spaces.observation_spec(gym.spaces.Box(-10.0, 10.0, (3, 2), np.float32)),
+        None,
+        None,
+        n,
+        handed_out,
+        None,
+        grad,
+        limit,
+        check,
+    )
+
+
+def batch_result(state, action):
+    nxt = state + action
+    return {"state": nxt, "observation": nxt, "reward": nxt[:, 0], "terminated": nxt[:, 0] > 1.5}
+
+
+def test_run_step_batch_steps_and_counts(core):
+    modes, checked = [], []
+
+    def transition(s, a):
+        modes.append(torch.is_grad_enabled())
+        return batch_result(s, a)
+
+    p = batch_plan(transition, limit=2, check=checked.append)
+    elapsed = np.array([0, 1, 5], np.int64)
+    out = core.run_step_batch(p, torch.zeros(3, 2), np.ones((3, 1), np.float32), elapsed)
+    state, obs, reward, terminated, truncated, info, counted, ended = out
+    assert modes == [False] and torch.is_grad_enabled() and isinstance(checked[0], torch.Tensor)
+    assert obs.shape == (3, 2) and reward.dtype == np.float32 and reward.tolist() == [1.0, 1.0, 1.0]
+    assert terminated.tolist() == [False] * 3
+    assert counted.tolist() == [1, 2, 6] and truncated.tolist() == [False, True, True]
+    assert ended.tolist() == [False, True, True] and elapsed.tolist() == [0, 1, 5]
+    assert info == {}
+
+
+def test_run_step_batch_check_and_errors_leave_autograd_on(core):
+    def refuse(action):
+        raise ValueError("action 7 of env 0 is outside")
+
+    with pytest.raises(ValueError, match="action 7 of env 0"):
+        core.run_step_batch(
+            batch_plan(batch_result, check=refuse),
+            torch.zeros(3, 2),
+            np.ones((3, 1), np.float32),
+            np.zeros(3, np.int64),
+        )
+    assert torch.is_grad_enabled()
+    with pytest.raises(ValueError, match="reward must hold 3 values"):
+        core.run_step_batch(
+            batch_plan(lambda s, a: (s, s, torch.zeros(2))),
+            torch.zeros(3, 2),
+            np.ones((3, 1), np.float32),
+            np.zeros(3, np.int64),
+        )
+    assert torch.is_grad_enabled()
+    with pytest.raises(TypeError, match="batch step plan must be an 11-tuple"):
+        core.run_step_batch(batch_plan(batch_result)[:10], torch.zeros(3, 2), np.ones((3, 1), np.float32), None)
+    with pytest.raises(TypeError, match="num_envs must be an int, got float"):
+        core.run_step_batch(batch_plan(batch_result, n=3.0), torch.zeros(3, 2), np.ones((3, 1), np.float32), None)
+
+
+def test_backends_agree_on_run_step_batch():
+    from wmenv import _backend
+
+    results = []
+    for name in _backend.available():
+        core = _backend.load(name)
+        state, elapsed, rows = torch.zeros(3, 2), np.zeros(3, np.int64), []
+        p = batch_plan(batch_result, limit=3, handed_out=[])
+        for _ in range(3):
+            state, obs, reward, terminated, truncated, info, elapsed, ended = core.run_step_batch(
+                p, state, np.full((3, 1), 0.5, np.float32), elapsed
+            )
+            rows.append((obs.tolist(), reward.tolist(), terminated.tolist(), truncated.tolist(), ended.tolist()))
+        results.append(rows)
+    assert all(r == results[0] for r in results)
+
+
+def test_vector_env_steps_in_one_call_with_discrete_actions(backend):
+    from wmenv import WorldModelVectorEnv
+
+    def transition(model, state, action):
+        nxt = state + action.unsqueeze(-1).float()
+        return {"state": nxt, "observation": nxt, "reward": torch.ones(2), "terminated": nxt[:, 0] >= 3}
+
+    env = WorldModelVectorEnv(
+        None,
+        2,
+        BOX2,
+        gym.spaces.Discrete(2),
+        transition_fn=transition,
+        initial_state=torch.zeros(2, 2),
+        backend=backend,
+    )
+    assert env._plan is not None
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action 2 of env 1 is outside Discrete\(2\)"):
+        env.step(np.array([1, 2]))
+    assert torch.is_grad_enabled()
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(np.array([1, 0]))
+    assert terminated.tolist() == [True, False] and info["elapsed_steps"].tolist() == [3, 3]
+    obs, reward, terminated, truncated, info = env.step(np.array([1, 1]))  # env 0 autoresets (next step)
+    assert reward.tolist() == [0.0, 1.0] and info["elapsed_steps"].tolist() == [0, 4]

@@ -13,6 +13,9 @@ The functions take *specs*, plain tuples precompiled from Gymnasium spaces by
 * step plan (:func:`run_step`): ``(transition, action_spec, obs_spec,
   reward_fn, terminal_fn, info_model_state, handed_out, cast_hook,
   grad_switch, max_episode_steps)``.
+* batch step plan (:func:`run_step_batch`): ``(transition, action_spec,
+  obs_spec, reward_fn, terminal_fn, num_envs, handed_out, cast_hook,
+  grad_switch, max_episode_steps, action_check)``.
 * action spec: ``None`` (pass the action through) or ``(shape, size, dtype,
   low, n, space_repr, torch_dtype, device, to_torch, integral)``; ``n`` is
   ``-1`` unless the space is ``Discrete``; ``integral`` is true for the
@@ -46,6 +49,7 @@ __all__ = [
     "normalize_step_batch",
     "parse_step",
     "run_step",
+    "run_step_batch",
     "set_torch",
     "to_numpy",
 ]
@@ -572,6 +576,45 @@ def run_step(plan, state, action, elapsed_steps):
     if limit is not None and elapsed_steps >= limit:
         out = out[:4] + (True,) + out[5:]
     return out
+
+
+def run_step_batch(plan, state, action, elapsed):
+    """One whole vector-env step in one call: :func:`convert_action`,
+    ``action_check(model_action)`` (when not ``None``), the transition,
+    :func:`normalize_step_batch` and :func:`count_steps` on ``elapsed``.
+
+    ``plan`` is ``(transition, action_spec, obs_spec, reward_fn, terminal_fn,
+    num_envs, handed_out, cast_hook, grad_switch, max_episode_steps,
+    action_check)``; ``grad_switch`` as in :func:`run_step` (autograd is off
+    up to the end of the normalization). Returns
+    ``(next_state, obs, reward, terminated, truncated, info, elapsed, ended)``.
+    """
+    if type(plan) is not tuple or len(plan) != 11:
+        raise TypeError("batch step plan must be an 11-tuple")
+    transition, action_spec, obs_spec, reward_fn, terminal_fn, num_envs, handed_out, cast_hook, grad, limit, check = (
+        plan
+    )
+    if type(num_envs) is not int:
+        raise TypeError(f"num_envs must be an int, got {type(num_envs).__name__}")
+    if grad is not None and (type(grad) is not tuple or len(grad) != 2):
+        raise TypeError("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair")
+    restore = False
+    if grad is not None:
+        restore = bool(grad[0]())
+        if restore:
+            grad[1](False)
+    try:
+        model_action = convert_action(action, action_spec)
+        if check is not None:
+            check(model_action)
+        result = transition(state, model_action)
+        out = normalize_step_batch(
+            result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out, cast_hook
+        )
+    finally:
+        if restore:
+            grad[1](True)
+    return out + count_steps(elapsed, out[3], out[4], limit)
 
 
 def as_batch(x, num_envs: int, dtype, name: str):

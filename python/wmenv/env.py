@@ -119,6 +119,7 @@ class _AdapterHost:
         "_cast_hook",
         "_start",
         "_run_step",
+        "_run_step_batch",
         "_plan",
     )
 
@@ -134,6 +135,7 @@ class _AdapterHost:
         self._matches = core.matches_structure
         self._count_steps = core.count_steps
         self._run_step = core.run_step
+        self._run_step_batch = core.run_step_batch
         self._to_numpy = core.conform_observation
         self._compile_specs()
         gen = self._generator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 import gymnasium as gym
@@ -10,13 +11,26 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
-from .env import _AdapterHost, _grad_off, _set_grad_enabled, as_frame
+from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .output import first_leaf
 from .planning import Rollout, discounted_returns, scatter_by_mask, stack_tree
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
 _torch = _backend.torch
+
+
+def _check_discrete_range(low, n, space, action):
+    """A ValueError naming the first env whose action is outside ``space``."""
+    values = action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
+    bad = (values < low) | (values >= low + n)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(
+            f"action {int(values.reshape(-1)[i])} of env {i} is outside {space!r} (valid: {low} to {low + n - 1})"
+        )
+
+
 _count_nonzero = np.count_nonzero  # a C call; ndarray.any() goes through Python
 _RENDER_KEYS = ("image", "pixels", "rgb")
 
@@ -225,6 +239,29 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             (int(space.start), int(space.n)) if isinstance(space, gym.spaces.Discrete) and self._action_spec else None
         )
 
+    def _build_plan(self):
+        """The step's model call and result in one core call, for options that
+        need nothing between its parts (no action transform, device actions
+        or torch output); a Discrete space's range check rides along."""
+        self._plan = None
+        if self._transform is not None or self._action_device is not None or self._torch_out is not None:
+            return
+        grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
+        space = self.single_action_space
+        self._plan = (
+            self._transition,
+            self._action_spec,
+            self._obs_spec,
+            self._reward,
+            self._terminal,
+            self.num_envs,
+            self._handed_out,
+            self._cast_hook,
+            grad_switch,
+            self.max_episode_steps,
+            None if self._discrete is None else functools.partial(_check_discrete_range, *self._discrete, space),
+        )
+
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         if self._generator is not None:
@@ -316,16 +353,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
 
     def _check_discrete(self, action):
         low, n = self._discrete
-        values = (
-            action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
-        )
-        bad = (values < low) | (values >= low + n)
-        if bad.any():
-            i = int(np.flatnonzero(bad.reshape(-1))[0])
-            raise ValueError(
-                f"action {int(values.reshape(-1)[i])} of env {i} is outside {self.single_action_space!r} "
-                f"(valid: {low} to {low + n - 1})"
-            )
+        _check_discrete_range(low, n, self.single_action_space, action)
 
     def _model_action(self, actions):
         """The actions as the model receives them (converted, checked, on its device)."""
@@ -480,35 +508,37 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 f"envs {ended} have ended; with autoreset_mode DISABLED, reset them with "
                 "reset(options={'reset_mask': mask}) before the next step"
             )
-        restore = _grad_off(self._no_grad)
-        try:
-            state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, self._handed_out)
-            elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self.max_episode_steps)
-            if mode is AutoresetMode.NEXT_STEP:
-                mask = self._autoreset
-                if _count_nonzero(mask):
-                    state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
-                    reward[mask] = 0.0
-                    terminated[mask] = False
-                    truncated[mask] = False
-                    elapsed[mask] = 0  # these envs were reset, not stepped
-                    ended[mask] = False
-            elif mode is AutoresetMode.SAME_STEP:
-                done = ended
-                if _count_nonzero(done):
-                    # Gymnasium's layout: final_obs an object array, final_info
-                    # a dict of per-env arrays, each with its "_" mask.
-                    final_obs = np.empty(self.num_envs, dtype=object)
-                    for i in np.flatnonzero(done):
-                        final_obs[i] = _env_slice(obs, i)
-                    final_info = {"elapsed_steps": np.where(done, elapsed, 0), "_elapsed_steps": done.copy()}
-                    info["final_obs"], info["_final_obs"] = final_obs, done.copy()
-                    info["final_info"], info["_final_info"] = final_info, done.copy()
-                    state, obs, _ = self._reset_batch(None, {"reset_mask": done}, done, state, obs)
-                    elapsed[done] = 0
-        finally:
-            if restore:
-                _set_grad_enabled(True)
+        plan = self._plan
+        if plan is not None and not self._stage:  # the model call and its result in one core call
+            state, obs, reward, terminated, truncated, info, elapsed, ended = self._run_step_batch(
+                plan, self._state, actions, self._elapsed
+            )
+            if mode is AutoresetMode.NEXT_STEP and _count_nonzero(self._autoreset):
+                restore = _grad_off(self._no_grad)
+                try:
+                    state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
+                finally:
+                    if restore:
+                        _set_grad_enabled(True)
+            elif mode is AutoresetMode.SAME_STEP and _count_nonzero(ended):
+                restore = _grad_off(self._no_grad)
+                try:
+                    state, obs = self._autoreset_same(state, obs, info, elapsed, ended)
+                finally:
+                    if restore:
+                        _set_grad_enabled(True)
+        else:
+            restore = _grad_off(self._no_grad)
+            try:
+                state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, self._handed_out)
+                elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self.max_episode_steps)
+                if mode is AutoresetMode.NEXT_STEP and _count_nonzero(self._autoreset):
+                    state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
+                elif mode is AutoresetMode.SAME_STEP and _count_nonzero(ended):
+                    state, obs = self._autoreset_same(state, obs, info, elapsed, ended)
+            finally:
+                if restore:
+                    _set_grad_enabled(True)
         info.setdefault("elapsed_steps", elapsed.copy())
         info.setdefault("_elapsed_steps", self._all_true)
         if self.info_model_state:
@@ -517,6 +547,32 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         if mode is not AutoresetMode.SAME_STEP:
             self._autoreset = ended
         return obs, reward, terminated, truncated, info
+
+    def _autoreset_next(self, state, obs, reward, terminated, truncated, elapsed, ended):
+        """NEXT_STEP: the envs that ended last step are reset instead of
+        stepped (their reward, flags and counter zeroed in place)."""
+        mask = self._autoreset
+        state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
+        reward[mask] = 0.0
+        terminated[mask] = False
+        truncated[mask] = False
+        elapsed[mask] = 0  # these envs were reset, not stepped
+        ended[mask] = False
+        return state, obs
+
+    def _autoreset_same(self, state, obs, info, elapsed, done):
+        """SAME_STEP: the envs that ended this step are reset now, their last
+        observation and info kept in Gymnasium's layout (final_obs an object
+        array, final_info a dict of per-env arrays, each with its "_" mask)."""
+        final_obs = np.empty(self.num_envs, dtype=object)
+        for i in np.flatnonzero(done):
+            final_obs[i] = _env_slice(obs, i)
+        final_info = {"elapsed_steps": np.where(done, elapsed, 0), "_elapsed_steps": done.copy()}
+        info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+        info["final_info"], info["_final_info"] = final_info, done.copy()
+        state, obs, _ = self._reset_batch(None, {"reset_mask": done}, done, state, obs)
+        elapsed[done] = 0
+        return state, obs
 
     def render(self):
         """Frames of all envs as one batched NumPy array (``render_fn``'s, or
