@@ -187,6 +187,17 @@ void set_grad(PyObject* grad, bool enabled) {
     steal(PyObject_CallOneArg(PyTuple_GET_ITEM(grad, 1), enabled ? Py_True : Py_False));
 }
 
+// Checks grad_switch and turns autograd off when it is on; whether to turn it back on.
+bool grad_off(PyObject* grad) {
+    if (grad == Py_None) return false;
+    if (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2) {
+        throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
+    }
+    const bool restore = truthy(steal(PyObject_CallNoArgs(PyTuple_GET_ITEM(grad, 0))));
+    if (restore) set_grad(grad, false);
+    return restore;
+}
+
 }  // namespace
 
 py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::handle elapsed_steps) {
@@ -196,14 +207,7 @@ py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::han
     py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
     py::handle info_model_state = at(5), handed_out = at(6), cast_hook = at(7), limit = at(9);
     PyObject* grad = PyTuple_GET_ITEM(p, 8);
-    if (grad != Py_None && (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2)) {
-        throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
-    }
-    bool restore = false;
-    if (grad != Py_None) {
-        restore = truthy(steal(PyObject_CallNoArgs(PyTuple_GET_ITEM(grad, 0))));
-        if (restore) set_grad(grad, false);
-    }
+    const bool restore = grad_off(grad);
     py::tuple out;
     try {
         py::object model_action = convert_action(action, action_spec);
@@ -246,14 +250,7 @@ py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, p
     Py_ssize_t num_envs = PyLong_AsSsize_t(at(5).ptr());
     if (num_envs == -1 && PyErr_Occurred()) throw py::error_already_set();
     PyObject* grad = PyTuple_GET_ITEM(p, 8);
-    if (grad != Py_None && (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2)) {
-        throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
-    }
-    bool restore = false;
-    if (grad != Py_None) {
-        restore = truthy(steal(PyObject_CallNoArgs(PyTuple_GET_ITEM(grad, 0))));
-        if (restore) set_grad(grad, false);
-    }
+    const bool restore = grad_off(grad);
     py::tuple out;
     try {
         py::object model_action = convert_action(action, action_spec);

@@ -529,6 +529,19 @@ def normalize_step(
     return next_state, obs, reward, terminated, truncated, info
 
 
+def _grad_off(grad):
+    """Checks ``grad_switch`` and turns autograd off when it is on; returns
+    whether to turn it back on."""
+    if grad is None:
+        return False
+    if type(grad) is not tuple or len(grad) != 2:
+        raise TypeError("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair")
+    restore = bool(grad[0]())
+    if restore:
+        grad[1](False)
+    return restore
+
+
 def run_step(plan, state, action, elapsed_steps):
     """One whole single-env step in one call: :func:`convert_action`, the
     transition, :func:`normalize_step` and the time limit.
@@ -548,13 +561,7 @@ def run_step(plan, state, action, elapsed_steps):
     transition, action_spec, obs_spec, reward_fn, terminal_fn, info_model_state, handed_out, cast_hook, grad, limit = (
         plan
     )
-    if grad is not None and (type(grad) is not tuple or len(grad) != 2):
-        raise TypeError("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair")
-    restore = False
-    if grad is not None:
-        restore = bool(grad[0]())
-        if restore:
-            grad[1](False)
+    restore = _grad_off(grad)
     try:
         model_action = convert_action(action, action_spec)
         result = transition(state, model_action)
@@ -596,13 +603,7 @@ def run_step_batch(plan, state, action, elapsed):
     )
     if type(num_envs) is not int:
         raise TypeError(f"num_envs must be an int, got {type(num_envs).__name__}")
-    if grad is not None and (type(grad) is not tuple or len(grad) != 2):
-        raise TypeError("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair")
-    restore = False
-    if grad is not None:
-        restore = bool(grad[0]())
-        if restore:
-            grad[1](False)
+    restore = _grad_off(grad)
     try:
         model_action = convert_action(action, action_spec)
         if check is not None:
