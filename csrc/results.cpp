@@ -198,6 +198,22 @@ bool grad_off(PyObject* grad) {
     return restore;
 }
 
+// body() with autograd off around it as grad_switch says, turned back on
+// also when body throws (as the twin's finally; an error doing so wins).
+template <typename Body>
+py::tuple grad_guarded(PyObject* grad, Body&& body) {
+    const bool restore = grad_off(grad);
+    py::tuple out;
+    try {
+        out = body();
+    } catch (...) {
+        if (restore) set_grad(grad, true);
+        throw;
+    }
+    if (restore) set_grad(grad, true);
+    return out;
+}
+
 }  // namespace
 
 py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::handle elapsed_steps) {
@@ -206,21 +222,13 @@ py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::han
     auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
     py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
     py::handle info_model_state = at(5), handed_out = at(6), cast_hook = at(7), limit = at(9);
-    PyObject* grad = PyTuple_GET_ITEM(p, 8);
-    const bool restore = grad_off(grad);
-    py::tuple out;
-    try {
+    py::tuple out = grad_guarded(PyTuple_GET_ITEM(p, 8), [&] {
         py::object model_action = convert_action(action, action_spec);
         PyObject* args[] = {state.ptr(), model_action.ptr()};
         py::object result = steal(PyObject_Vectorcall(transition.ptr(), args, 2, nullptr));
-        out = normalize_step(result, state, model_action, obs_spec, reward_fn, terminal_fn, elapsed_steps,
-                             truthy(info_model_state), handed_out, cast_hook);
-    } catch (...) {
-        // As the twin's finally: turned back on, and an error doing so replaces the step's.
-        if (restore) set_grad(grad, true);
-        throw;
-    }
-    if (restore) set_grad(grad, true);
+        return normalize_step(result, state, model_action, obs_spec, reward_fn, terminal_fn, elapsed_steps,
+                              truthy(info_model_state), handed_out, cast_hook);
+    });
     if (!limit.is_none()) {
         int reached = PyObject_RichCompareBool(elapsed_steps.ptr(), limit.ptr(), Py_GE);
         if (reached < 0) throw py::error_already_set();
@@ -249,21 +257,14 @@ py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, p
     if (!PyLong_CheckExact(at(5).ptr())) throw py::type_error("num_envs must be an int, got " + type_name(at(5)));
     Py_ssize_t num_envs = PyLong_AsSsize_t(at(5).ptr());
     if (num_envs == -1 && PyErr_Occurred()) throw py::error_already_set();
-    PyObject* grad = PyTuple_GET_ITEM(p, 8);
-    const bool restore = grad_off(grad);
-    py::tuple out;
-    try {
+    py::tuple out = grad_guarded(PyTuple_GET_ITEM(p, 8), [&] {
         py::object model_action = convert_action(action, action_spec);
         if (!check.is_none()) steal(PyObject_CallOneArg(check.ptr(), model_action.ptr()));
         PyObject* args[] = {state.ptr(), model_action.ptr()};
         py::object result = steal(PyObject_Vectorcall(transition.ptr(), args, 2, nullptr));
-        out = normalize_step_batch(result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out,
-                                   cast_hook);
-    } catch (...) {
-        if (restore) set_grad(grad, true);
-        throw;
-    }
-    if (restore) set_grad(grad, true);
+        return normalize_step_batch(result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs,
+                                    handed_out, cast_hook);
+    });
     py::tuple counted = count_steps(elapsed, out[3], out[4], limit);
     PyObject* joined = PySequence_Concat(out.ptr(), counted.ptr());
     return py::reinterpret_steal<py::tuple>(steal(joined).release());
