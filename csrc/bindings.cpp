@@ -20,6 +20,9 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("set_torch", &wmenv::set_torch, py::arg("module"),
           "Registers the torch module (or None) whose tensors get fast paths.");
+    m.def("_native_grad_mode", &native_grad_mode,
+          "Whether the autograd switch calls c10::GradMode directly (found in the libc10 the registered torch "
+          "loaded, and checked against torch's own functions), rather than through Python.");
     m.def("to_numpy", &to_numpy, py::arg("x"),
           "One leaf as a NumPy array; CPU tensors and DLPack/array-interface objects share their memory "
           "with the result.");

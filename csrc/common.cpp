@@ -1,5 +1,10 @@
 #include "common.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <dlfcn.h>
+#define WMENV_HAVE_DLFCN 1
+#endif
+
 namespace wmenv {
 
 Refs& refs() {
@@ -73,6 +78,110 @@ void init_refs() {
     r.observation_keys = tuple;
 }
 
+namespace {
+
+using IsEnabled = bool (*)();
+using SetEnabled = void (*)(bool);
+
+// c10::GradMode::is_enabled() and c10::GradMode::set_enabled(bool), the two
+// functions torch.is_grad_enabled and torch._C._set_grad_enabled call.
+constexpr const char* kIsEnabled = "_ZN3c108GradMode10is_enabledEv";
+constexpr const char* kSetEnabled = "_ZN3c108GradMode11set_enabledEb";
+
+// A symbol of the libc10 that torch has already loaded (never a library of
+// its own: RTLD_NOLOAD), or null. The extension does not link torch.
+void* torch_symbol(const char* name, const std::string& library) {
+#ifdef WMENV_HAVE_DLFCN
+    if (void* found = dlsym(RTLD_DEFAULT, name)) return found;
+    if (library.empty()) return nullptr;
+    void* handle = dlopen(library.c_str(), RTLD_LAZY | RTLD_NOLOAD);  // kept open while the symbol is used
+    return handle == nullptr ? nullptr : dlsym(handle, name);
+#else
+    (void)name;
+    (void)library;
+    return nullptr;
+#endif
+}
+
+// <dirname(module.__file__)>/lib/libc10.<so|dylib>, or "" when the module has no file.
+std::string libc10_path(py::handle module) {
+    PyObject* file = PyObject_GetAttrString(module.ptr(), "__file__");
+    if (file == nullptr || !PyUnicode_Check(file)) {
+        PyErr_Clear();
+        Py_XDECREF(file);
+        return "";
+    }
+    const char* text = PyUnicode_AsUTF8(file);
+    std::string path = text == nullptr ? "" : text;
+    PyErr_Clear();
+    Py_DECREF(file);
+    const size_t slash = path.find_last_of('/');
+    if (slash == std::string::npos) return "";
+#ifdef __APPLE__
+    return path.substr(0, slash) + "/lib/libc10.dylib";
+#else
+    return path.substr(0, slash) + "/lib/libc10.so";
+#endif
+}
+
+// Whether the C functions and the Python callables read and set the same
+// switch: both ways, from either state; the state is restored whatever happens.
+bool agree(PyObject* py_is, PyObject* py_set, IsEnabled c_is, SetEnabled c_set) {
+    auto py_read = [py_is](bool& out) {
+        PyObject* value = PyObject_CallNoArgs(py_is);
+        if (value == nullptr) return false;
+        const int truth = PyObject_IsTrue(value);
+        Py_DECREF(value);
+        out = truth == 1;
+        return truth >= 0;
+    };
+    bool before = false, seen = false;
+    if (!py_read(before)) {
+        PyErr_Clear();
+        return false;
+    }
+    bool ok = c_is() == before;
+    if (ok) {
+        c_set(!before);
+        ok = py_read(seen) && seen == !before && c_is() == !before;
+    }
+    PyObject* restored = PyObject_CallOneArg(py_set, before ? Py_True : Py_False);
+    ok = ok && restored != nullptr && c_is() == before && py_read(seen) && seen == before;
+    Py_XDECREF(restored);
+    if (c_is() != before) c_set(before);
+    PyErr_Clear();
+    return ok;
+}
+
+// The registered module's grad switch: its Python callables, and the C
+// functions when found and in agreement with them.
+void register_grad_mode(Refs& r, py::handle module) {
+    PyObject* old_is = r.is_grad_enabled;
+    PyObject* old_set = r.set_grad_enabled;
+    r.is_grad_enabled = r.set_grad_enabled = nullptr;
+    r.grad_is_enabled = nullptr;
+    r.grad_set_enabled = nullptr;
+    Py_XDECREF(old_is);
+    Py_XDECREF(old_set);
+    if (module.is_none()) return;
+    const py::str is_name("is_grad_enabled"), c_name("_C"), set_name("_set_grad_enabled");
+    py::object is_fn = optional_attr(module, is_name.ptr());
+    py::object c_module = optional_attr(module, c_name.ptr());
+    py::object set_fn = c_module.is_none() ? py::object(py::none()) : optional_attr(c_module, set_name.ptr());
+    if (!PyCallable_Check(is_fn.ptr()) || !PyCallable_Check(set_fn.ptr())) return;
+    r.is_grad_enabled = is_fn.release().ptr();
+    r.set_grad_enabled = set_fn.release().ptr();
+    const std::string library = libc10_path(module);
+    auto c_is = reinterpret_cast<IsEnabled>(torch_symbol(kIsEnabled, library));
+    auto c_set = reinterpret_cast<SetEnabled>(torch_symbol(kSetEnabled, library));
+    if (c_is == nullptr || c_set == nullptr) return;
+    if (!agree(r.is_grad_enabled, r.set_grad_enabled, c_is, c_set)) return;
+    r.grad_is_enabled = c_is;
+    r.grad_set_enabled = c_set;
+}
+
+}  // namespace
+
 void set_torch(py::handle module) {
     Refs& r = refs();
     PyObject* tensor = nullptr;
@@ -95,7 +204,10 @@ void set_torch(py::handle module) {
     r.from_numpy = from_numpy;
     Py_XDECREF(old_tensor);
     Py_XDECREF(old_from_numpy);
+    register_grad_mode(r, module);
 }
+
+bool native_grad_mode() { return refs().grad_is_enabled != nullptr; }
 
 bool is_mapping(py::handle x) {
     if (PyDict_Check(x.ptr())) return true;

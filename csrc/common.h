@@ -25,6 +25,14 @@ struct Refs {
     // released when another module is registered.
     PyTypeObject* tensor = nullptr;
     PyObject* from_numpy = nullptr;
+    // torch.is_grad_enabled and torch._C._set_grad_enabled of the registered
+    // module, and the two c10::GradMode functions behind them when they could
+    // be found in the libc10 torch has loaded and answered a self-test (null
+    // otherwise: the switch then goes through the Python callables).
+    PyObject* is_grad_enabled = nullptr;
+    PyObject* set_grad_enabled = nullptr;
+    bool (*grad_is_enabled)() = nullptr;
+    void (*grad_set_enabled)(bool) = nullptr;
     // Interned attribute and keyword names.
     PyObject* s_requires_grad = nullptr;
     PyObject* s_detach = nullptr;
@@ -72,6 +80,8 @@ struct Refs {
 Refs& refs();
 void init_refs();
 void set_torch(py::handle module);
+// Whether the autograd switch goes straight to c10::GradMode (see Refs).
+bool native_grad_mode();
 
 // Ownership helpers over the C API.
 inline py::object steal(PyObject* p) {

@@ -16,7 +16,6 @@ HandOut::HandOut(py::handle handed_out) : list_(handed_out.ptr()) {
         throw py::type_error("handed_out must be a list or None, got " + type_name(handed_out));
     }
     Py_ssize_t n = PyList_GET_SIZE(list_);
-    previous_.reserve(static_cast<size_t>(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
         void* address = PyLong_AsVoidPtr(PyList_GET_ITEM(list_, i));
         if (address == nullptr && PyErr_Occurred()) PyErr_Clear();  // not an address: matches nothing
@@ -31,8 +30,8 @@ bool HandOut::seen(py::handle arr) {
     }
     void* address = a->data;
     current_.push_back(address);
-    for (void* before : previous_) {
-        if (before == address) return true;
+    for (size_t i = 0; i < previous_.size(); ++i) {
+        if (previous_[i] == address) return true;
     }
     return false;
 }

@@ -18,6 +18,28 @@ struct Path {
     std::string str() const;
 };
 
+// A list of addresses that lives on the stack while it is short (the usual
+// observation has one leaf) and on the heap beyond that.
+class Addresses {
+public:
+    size_t size() const { return size_; }
+    void* operator[](size_t i) const { return i < kInline ? inline_[i] : spill_[i - kInline]; }
+    void push_back(void* address) {
+        if (size_ < kInline) {
+            inline_[size_] = address;
+        } else {
+            spill_.push_back(address);
+        }
+        ++size_;
+    }
+
+private:
+    static constexpr size_t kInline = 4;
+    void* inline_[kInline] = {};
+    std::vector<void*> spill_;
+    size_t size_ = 0;
+};
+
 // The memory handed out by the previous conversion and by this one (the
 // twin's _HandOut): a leaf viewing memory handed out last time is copied.
 class HandOut {
@@ -29,8 +51,8 @@ public:
     void commit();
 
 private:
-    std::vector<void*> previous_;
-    std::vector<void*> current_;
+    Addresses previous_;
+    Addresses current_;
     PyObject* list_;  // the caller's list
 };
 

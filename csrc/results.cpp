@@ -182,8 +182,17 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
 
 namespace {
 
+// Whether grad_switch is the registered torch's own pair, which the C
+// functions found at registration stand for.
+bool native_switch(PyObject* grad) {
+    const Refs& r = refs();
+    return r.grad_is_enabled != nullptr && PyTuple_GET_ITEM(grad, 0) == r.is_grad_enabled &&
+           PyTuple_GET_ITEM(grad, 1) == r.set_grad_enabled;
+}
+
 // grad_switch[1](enabled), as the twin calls it.
 void set_grad(PyObject* grad, bool enabled) {
+    if (native_switch(grad)) return refs().grad_set_enabled(enabled);
     steal(PyObject_CallOneArg(PyTuple_GET_ITEM(grad, 1), enabled ? Py_True : Py_False));
 }
 
@@ -192,6 +201,11 @@ bool grad_off(PyObject* grad) {
     if (grad == Py_None) return false;
     if (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2) {
         throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
+    }
+    if (native_switch(grad)) {
+        const bool restore = refs().grad_is_enabled();
+        if (restore) refs().grad_set_enabled(false);
+        return restore;
     }
     const bool restore = truthy(steal(PyObject_CallNoArgs(PyTuple_GET_ITEM(grad, 0))));
     if (restore) set_grad(grad, false);

@@ -43,10 +43,11 @@ py::object as_reward(py::handle x) {
     PyObject* p = x.ptr();
     if (PyFloat_CheckExact(p)) return borrow(x);
     if (PyLong_CheckExact(p) || PyBool_Check(p)) return steal(PyNumber_Float(p));
-    if (Py_TYPE(p) == refs().tensor && !truthy(getattr(x, refs().s_requires_grad))) {
+    if (Py_TYPE(p) == refs().tensor) {
         // float(t.item()): what the twin computes for a one-element tensor (a
-        // complex one included, which float() refuses); any failure of item()
-        // goes the twin's way for its error.
+        // complex one included, which float() refuses; item() does not warn
+        // about requires_grad as float(t) does); any failure of item() goes
+        // the twin's way for its error.
         PyObject* value = PyObject_CallMethodNoArgs(p, refs().s_item);
         if (value != nullptr) {
             py::object item = py::reinterpret_steal<py::object>(value);
@@ -59,8 +60,8 @@ py::object as_reward(py::handle x) {
 
 py::object as_flag(py::handle x, const std::string& name) {
     if (PyBool_Check(x.ptr())) return borrow(x);
-    if (Py_TYPE(x.ptr()) == refs().tensor && !truthy(getattr(x, refs().s_requires_grad))) {
-        int value = PyObject_IsTrue(x.ptr());  // bool(t), as bool(t.item())
+    if (Py_TYPE(x.ptr()) == refs().tensor) {
+        int value = PyObject_IsTrue(x.ptr());  // bool(t), as bool(t.item()), without a requires_grad warning
         if (value >= 0) return py::bool_(value == 1);
         PyErr_Clear();
     }

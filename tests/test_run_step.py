@@ -1,5 +1,7 @@
 """run_step: the single env's step in one core call, and the env's use of it."""
 
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -338,3 +340,71 @@ def test_vector_env_steps_in_one_call_with_discrete_actions(backend):
     assert terminated.tolist() == [True, False] and info["elapsed_steps"].tolist() == [3, 3]
     obs, reward, terminated, truncated, info = env.step(np.array([1, 1]))  # env 0 autoresets (next step)
     assert reward.tolist() == [0.0, 1.0] and info["elapsed_steps"].tolist() == [0, 4]
+
+
+# The autograd switch: torch's own pair goes straight to c10::GradMode in the
+# native core; any other pair is called as given, on both backends.
+
+
+def test_a_foreign_grad_switch_is_called_as_given(core):
+    calls = []
+
+    def is_enabled():
+        calls.append("is")
+        return torch.is_grad_enabled()
+
+    def set_enabled(mode):
+        calls.append(mode)
+        torch._C._set_grad_enabled(mode)
+
+    modes = []
+
+    def transition(s, a):
+        modes.append(torch.is_grad_enabled())
+        return step_result(s, a)
+
+    core.run_step(plan(transition, grad=(is_enabled, set_enabled)), torch.zeros(2), np.zeros(1, np.float32), 1)
+    assert calls == ["is", False, True] and modes == [False] and torch.is_grad_enabled()
+    with pytest.raises(ValueError, match="action must hold 1 element"):
+        core.run_step(plan(transition, grad=(is_enabled, set_enabled)), torch.zeros(2), np.zeros(3, np.float32), 1)
+    assert calls[3:] == ["is", False, True] and torch.is_grad_enabled()
+
+
+def _native_grad_mode_follows_registration():
+    from wmenv import _core
+
+    assert _core._native_grad_mode()
+    _core.set_torch(None)
+    assert not _core._native_grad_mode()
+
+    class NoSwitch:  # a torch-like module without an autograd switch
+        Tensor = torch.Tensor
+        from_numpy = staticmethod(torch.from_numpy)
+
+    _core.set_torch(NoSwitch())
+    assert not _core._native_grad_mode()
+    modes = []
+
+    def transition(s, a):
+        modes.append(torch.is_grad_enabled())
+        return step_result(s, a)
+
+    _core.run_step(plan(transition), torch.zeros(2), np.zeros(1, np.float32), 1)  # through the Python pair
+    assert modes == [False] and torch.is_grad_enabled()
+    _core.set_torch(torch)
+    assert _core._native_grad_mode()
+    # the C functions answer what torch answers, both ways, and leave it as it was
+    _core.run_step(plan(transition), torch.zeros(2), np.zeros(1, np.float32), 1)
+    with torch.no_grad():
+        _core.run_step(plan(transition), torch.zeros(2), np.zeros(1, np.float32), 1)
+        assert not torch.is_grad_enabled()
+    assert modes == [False, False, False] and torch.is_grad_enabled()
+
+
+@pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin")), reason="runtime symbol lookup is POSIX-only")
+def test_native_grad_mode_is_found_and_follows_registration(backend):
+    if backend != "native":
+        pytest.skip("the native core's lookup")
+    from test_safety import isolated
+
+    isolated(_native_grad_mode_follows_registration)
