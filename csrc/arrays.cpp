@@ -1,5 +1,7 @@
 #include "arrays.h"
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace wmenv {
@@ -88,6 +90,156 @@ py::object to_numpy(py::handle x) {
         if (equal == 1) return steal(PyObject_CallOneArg(r.from_dlpack, x.ptr()));
     }
     return steal(PyObject_CallOneArg(r.asarray, x.ptr()));
+}
+
+py::object new_vector(PyObject* descr, Py_ssize_t n) {
+    auto& api = py::detail::npy_api::get();
+    Py_INCREF(descr);  // PyArray_NewFromDescr steals the descriptor
+    return steal(api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, 1, &n, nullptr, nullptr,
+                                           py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                                               py::detail::npy_api::NPY_ARRAY_WRITEABLE_,
+                                           nullptr));
+}
+
+namespace {
+
+// The DLPack C ABI (legacy "dltensor" capsules), as much of it as is read here.
+namespace dl {
+struct Device {
+    int32_t device_type;
+    int32_t device_id;
+};
+struct DataType {
+    uint8_t code;
+    uint8_t bits;
+    uint16_t lanes;
+};
+struct Tensor {
+    void* data;
+    Device device;
+    int32_t ndim;
+    DataType dtype;
+    int64_t* shape;
+    int64_t* strides;  // in elements; null means C-contiguous
+    uint64_t byte_offset;
+};
+struct Managed {
+    Tensor dl_tensor;
+    void* manager_ctx;
+    void (*deleter)(Managed*);
+};
+constexpr int32_t kCPU = 1;
+constexpr uint8_t kInt = 0, kUInt = 1, kFloat = 2, kBool = 6;
+constexpr int kMaxDims = 32;
+}  // namespace dl
+
+// visit(i, offset) for the n elements of t in C order; offset in elements.
+template <typename Visit>
+void each_element(const dl::Tensor& t, Py_ssize_t n, Visit&& visit) {
+    const int ndim = t.ndim;
+    int64_t strides[dl::kMaxDims];
+    int64_t contiguous = 1;
+    for (int d = ndim - 1; d >= 0; --d) {
+        strides[d] = t.strides != nullptr ? t.strides[d] : contiguous;
+        contiguous *= t.shape[d];
+    }
+    if (ndim == 1) {
+        for (Py_ssize_t i = 0; i < n; ++i) visit(i, i * strides[0]);
+        return;
+    }
+    int64_t index[dl::kMaxDims] = {};
+    int64_t offset = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        visit(i, offset);
+        for (int d = ndim - 1; d >= 0; --d) {
+            if (++index[d] < t.shape[d]) {
+                offset += strides[d];
+                break;
+            }
+            offset -= strides[d] * (t.shape[d] - 1);
+            index[d] = 0;
+        }
+    }
+}
+
+// Elements of T's size copied as they are.
+template <typename T>
+void copy_into(const dl::Tensor& t, const char* base, Py_ssize_t n, char* out) {
+    each_element(t, n, [&](Py_ssize_t i, int64_t offset) {
+        std::memcpy(out + i * static_cast<int64_t>(sizeof(T)), base + offset * static_cast<int64_t>(sizeof(T)),
+                    sizeof(T));
+    });
+}
+
+template <typename Src>
+void nonzero_into(const dl::Tensor& t, const char* base, Py_ssize_t n, bool* out) {
+    each_element(t, n, [&](Py_ssize_t i, int64_t offset) {
+        Src value;
+        std::memcpy(&value, base + offset * static_cast<int64_t>(sizeof(Src)), sizeof(Src));
+        out[i] = value != 0;
+    });
+}
+
+// Fills out (n values of descr's type) from t; false where the pair is not handled here.
+bool fill(const dl::Tensor& t, Py_ssize_t n, int type_num, char* out) {
+    const char* base = static_cast<const char*>(t.data) + t.byte_offset;
+    const uint8_t code = t.dtype.code, bits = t.dtype.bits;
+    const bool same = (type_num == py::detail::npy_api::NPY_FLOAT_ && code == dl::kFloat && bits == 32) ||
+                      (type_num == py::detail::npy_api::NPY_BOOL_ && code == dl::kBool && bits == 8);
+    if (same && bits == 32) return copy_into<uint32_t>(t, base, n, out), true;
+    if (same) return copy_into<uint8_t>(t, base, n, out), true;
+    if (type_num != py::detail::npy_api::NPY_BOOL_) return false;
+    bool* flags = reinterpret_cast<bool*>(out);
+    if (code == dl::kInt || code == dl::kUInt) {  // != 0 is the same test signed or not
+        switch (bits) {
+            case 8: return nonzero_into<uint8_t>(t, base, n, flags), true;
+            case 16: return nonzero_into<uint16_t>(t, base, n, flags), true;
+            case 32: return nonzero_into<uint32_t>(t, base, n, flags), true;
+            case 64: return nonzero_into<uint64_t>(t, base, n, flags), true;
+            default: return false;
+        }
+    }
+    if (code == dl::kFloat && bits == 32) return nonzero_into<float>(t, base, n, flags), true;
+    if (code == dl::kFloat && bits == 64) return nonzero_into<double>(t, base, n, flags), true;
+    return false;
+}
+
+}  // namespace
+
+py::object copy_tensor_values(py::handle x, Py_ssize_t n, PyObject* descr) {
+    const Refs& r = refs();
+    if (r.to_dlpack == nullptr || Py_TYPE(x.ptr()) != r.tensor) return py::object();
+    const auto* d = py::detail::array_descriptor_proxy(descr);
+    if ((d->type_num != py::detail::npy_api::NPY_FLOAT_ && d->type_num != py::detail::npy_api::NPY_BOOL_) ||
+        (d->byteorder != '=' && d->byteorder != '|')) {
+        return py::object();
+    }
+    // torch's exporter drops a view's negative bit (and conjugate bit, but
+    // complex values are not read here): such a view takes the general path,
+    // as does anything the exporter refuses, which answers with its own errors.
+    if (truthy(call_method(x, r.s_is_neg))) return py::object();
+    PyObject* capsule = PyObject_CallOneArg(r.to_dlpack, x.ptr());
+    if (capsule == nullptr) {
+        PyErr_Clear();
+        return py::object();
+    }
+    py::object held = py::reinterpret_steal<py::object>(capsule);  // its destructor calls the deleter
+    auto* managed = static_cast<dl::Managed*>(PyCapsule_GetPointer(capsule, "dltensor"));
+    if (managed == nullptr) {
+        PyErr_Clear();
+        return py::object();
+    }
+    const dl::Tensor& t = managed->dl_tensor;
+    if (t.device.device_type != dl::kCPU || t.dtype.lanes != 1 || t.ndim < 0 || t.ndim > dl::kMaxDims) {
+        return py::object();
+    }
+    int64_t count = 1;
+    for (int i = 0; i < t.ndim; ++i) count *= t.shape[i];
+    if (count != n || (n > 0 && t.data == nullptr)) return py::object();
+    py::object out = new_vector(descr, n);
+    char* data = py::detail::array_proxy(out.ptr())->data;
+    if (n > 0 && !fill(t, n, d->type_num, data)) return py::object();
+    return out;
 }
 
 }  // namespace wmenv

@@ -8,4 +8,15 @@ namespace wmenv {
 
 py::object to_numpy(py::handle x);
 
+// A new uninitialized, C-contiguous, writeable (n,) array of descr (borrowed).
+py::object new_vector(PyObject* descr, Py_ssize_t n);
+
+// A new (n,) array of descr (float32 or bool) holding the n values of a plain
+// CPU torch tensor x, read in C order and cast as NumPy's astype would: the
+// same dtype is copied, and bool takes `value != 0` from bool, integer and
+// float32/float64 sources. A null object where this cannot be done directly
+// (another type, device or dtype pair, n values missing, a conjugate or
+// negative view, autograd), leaving the caller's general path to answer.
+py::object copy_tensor_values(py::handle x, Py_ssize_t n, PyObject* descr);
+
 }  // namespace wmenv

@@ -204,6 +204,15 @@ void set_torch(py::handle module) {
     r.from_numpy = from_numpy;
     Py_XDECREF(old_tensor);
     Py_XDECREF(old_from_numpy);
+    PyObject* old_to_dlpack = r.to_dlpack;
+    r.to_dlpack = nullptr;
+    Py_XDECREF(old_to_dlpack);
+    if (!module.is_none()) {
+        const py::str c_name("_C"), to_dlpack_name("_to_dlpack");
+        py::object c_module = optional_attr(module, c_name.ptr());
+        py::object to_dlpack = c_module.is_none() ? py::object(py::none()) : optional_attr(c_module, to_dlpack_name.ptr());
+        if (PyCallable_Check(to_dlpack.ptr())) r.to_dlpack = to_dlpack.release().ptr();
+    }
     register_grad_mode(r, module);
 }
 

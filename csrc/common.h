@@ -25,6 +25,7 @@ struct Refs {
     // released when another module is registered.
     PyTypeObject* tensor = nullptr;
     PyObject* from_numpy = nullptr;
+    PyObject* to_dlpack = nullptr;  // torch._C._to_dlpack, or null
     // torch.is_grad_enabled and torch._C._set_grad_enabled of the registered
     // module, and the two c10::GradMode functions behind them when they could
     // be found in the libc10 torch has loaded and answered a self-test (null

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "actions.h"
+#include "arrays.h"
 #include "observations.h"
 #include "scalars.h"
 
@@ -291,9 +292,10 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
     static PyObject* boolean = py::dtype("bool").release().ptr();
     RawStep raw = parse_step_raw(result, state);
     auto zeros = [num_envs](PyObject* dtype) {
-        py::array out(py::reinterpret_borrow<py::dtype>(dtype), {num_envs}, {});
-        std::memset(out.mutable_data(), 0, static_cast<size_t>(out.nbytes()));  // np.zeros, not np.empty
-        return py::object(std::move(out));
+        py::object out = new_vector(dtype, num_envs);
+        auto* a = py::detail::array_proxy(out.ptr());
+        std::memset(a->data, 0, static_cast<size_t>(num_envs * a->strides[0]));  // np.zeros, not np.empty
+        return out;
     };
     // A missing value with no adapter is zeros, made once (not made and then copied).
     py::object reward, terminated;

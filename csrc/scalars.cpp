@@ -68,12 +68,17 @@ py::object as_flag(py::handle x, const std::string& name) {
     return py::bool_(truthy(one_element(x, name)));
 }
 
-py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype, const std::string& name) {
+py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype_like, const std::string& name) {
     Refs& r = refs();
+    // np.dtype(dtype_like) first, as the twin: anything else is NumPy's error.
+    const py::object dtype = py::isinstance<py::dtype>(dtype_like) ? borrow(dtype_like)
+                                                                   : py::object(py::dtype::from_args(borrow(dtype_like)));
     const std::string count = std::to_string(num_envs);
     if (x.is_none()) throw py::type_error(name + " must be an array of " + count + " values, got None");
     py::object array;
     if (Py_TYPE(x.ptr()) == r.tensor) {
+        py::object values = copy_tensor_values(x, num_envs, dtype.ptr());
+        if (values) return values;
         // The values are copied below, so the view needs no owner of its own:
         // torch's numpy() is enough (anything unusual takes to_numpy's path).
         PyObject* view = PyObject_CallMethodNoArgs(x.ptr(), r.s_numpy);
@@ -145,12 +150,14 @@ py::tuple count_steps(py::handle elapsed, py::handle terminated, py::handle trun
         if (overflow > 0) limited = false;  // beyond int64: never reached
         if (overflow < 0) limit = LLONG_MIN;
     }
-    py::array_t<long long> next(n);
-    py::array_t<bool> ended(n);
-    long long* out = next.mutable_data();
-    bool* done = ended.mutable_data();
+    static PyObject* int64 = py::dtype::of<int64_t>().release().ptr();
+    static PyObject* boolean = py::dtype::of<bool>().release().ptr();
+    py::object next = new_vector(int64, n);
+    py::object ended = new_vector(boolean, n);
+    auto* out = reinterpret_cast<int64_t*>(py::detail::array_proxy(next.ptr())->data);
+    auto* done = reinterpret_cast<bool*>(py::detail::array_proxy(ended.ptr())->data);
     for (Py_ssize_t i = 0; i < n; ++i) {
-        out[i] = at<long long>(elapsed, i) + 1;
+        out[i] = at<int64_t>(elapsed, i) + 1;
         bool& trunc = at<bool>(truncated, i);
         if (limited && out[i] >= limit) trunc = true;
         done[i] = at<bool>(terminated, i) || trunc;

@@ -452,6 +452,57 @@ def test_as_batch(cores, value, dtype):
     assert_twins(cores, "as_batch", value, 3, dtype, "reward")
 
 
+def _batch_sources():
+    """Tensors of every layout and dtype the native core copies directly, and
+    some it leaves to the general path; each holds 3 values."""
+    grid = torch.arange(9.0).reshape(3, 3)
+    return {
+        "strided column": torch.arange(6.0).reshape(3, 2)[:, 1],
+        "transposed row": grid.t()[1],
+        "(3, 1)": torch.tensor([[0.5], [0.0], [-1.5]]),
+        "(1, 3, 1)": torch.tensor([[[1.0], [2.0], [3.0]]]),
+        "transposed (3, 3) block": grid.t()[:, :1].reshape(3, 1),
+        "offset slice": torch.arange(10.0)[5:8],
+        "expanded": torch.tensor([2.5]).expand(3),
+        "bool": torch.tensor([True, False, True]),
+        "int8": torch.tensor([0, -1, 7], dtype=torch.int8),
+        "uint8": torch.tensor([0, 255, 1], dtype=torch.uint8),
+        "int16": torch.tensor([0, -300, 2], dtype=torch.int16),
+        "int32": torch.tensor([0, 1 << 20, -5], dtype=torch.int32),
+        "int64": torch.tensor([0, 1 << 40, -5]),
+        "float64": torch.tensor([0.1, 0.0, -2.0], dtype=torch.float64),
+        "nan and -0.0": torch.tensor([float("nan"), -0.0, float("inf")]),
+        "float16": torch.tensor([0.5, 0.0, 1.0], dtype=torch.float16),
+        "bfloat16": torch.tensor([0.5, 0.0, 1.0], dtype=torch.bfloat16),
+        "negative view": torch._neg_view(torch.tensor([1.0, -2.0, 0.0])),
+        "requires_grad": torch.tensor([1.0, 0.0, 3.0], requires_grad=True),
+        "4 values": torch.zeros(4),
+        "2 values strided": torch.arange(4.0)[::2],
+        "no values": torch.zeros(0),
+    }
+
+
+@pytest.mark.parametrize("name", list(_batch_sources()))
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.bool_)])
+def test_as_batch_tensor_layouts_and_dtypes(cores, name, dtype):
+    value = _batch_sources()[name]
+    assert_twins(cores, "as_batch", value, 3, dtype, "reward")
+    if value.numel() == 3 and value.dtype != torch.bfloat16:  # NumPy has no bfloat16: both raise alike
+        expected = value.detach().resolve_neg().numpy().reshape(3).astype(dtype)
+        for core in cores:
+            out = core.as_batch(value, 3, dtype, "reward")
+            assert out.dtype == dtype and out.shape == (3,) and out.flags.c_contiguous and out.flags.writeable
+            np.testing.assert_array_equal(out, expected)
+
+
+def test_as_batch_of_no_envs_and_dtype_likes(cores):
+    assert_twins(cores, "as_batch", torch.zeros(0), 0, np.dtype(np.float32), "reward")
+    assert_twins(cores, "as_batch", torch.zeros(1, 0), 0, np.dtype(np.bool_), "terminated")
+    for dtype in ("float32", np.float32, bool, "?", "nonsense", None):
+        assert_twins(cores, "as_batch", torch.tensor([1.0, 0.0]), 2, dtype, "reward")
+        assert_twins(cores, "as_batch", np.array([1.0, 0.0]), 2, dtype, "reward")
+
+
 def test_as_batch_copies(cores):
     for core in cores:
         source = torch.zeros(3)

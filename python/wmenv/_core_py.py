@@ -620,6 +620,7 @@ def run_step_batch(plan, state, action, elapsed):
 
 def as_batch(x, num_envs: int, dtype, name: str):
     """A new ``(num_envs,)`` array of ``dtype`` holding one value per env."""
+    dtype = np.dtype(dtype)
     if x is None:
         raise TypeError(f"{name} must be an array of {num_envs} values, got None")
     arr = to_numpy(x)
