@@ -194,7 +194,7 @@ class _HandOut:
     def __init__(self, handed_out):
         if type(handed_out) is not list:
             raise TypeError(f"handed_out must be a list or None, got {type(handed_out).__name__}")
-        self.previous = tuple(handed_out)
+        self.previous = handed_out  # unchanged until commit()
         self.current = []
         self.handed_out = handed_out
 
@@ -410,8 +410,11 @@ def as_reward(x) -> float:
         return x
     if t is int or t is bool:
         return float(x)
-    if t is _Tensor and x.numel() == 1:  # _one_element's answer, without its checks
-        return float(x.item())
+    if t is _Tensor:  # _one_element's answer, without its checks; its errors when item() refuses
+        try:
+            return float(x.item())
+        except RuntimeError:
+            pass
     return float(_one_element(x, "reward"))
 
 
@@ -420,8 +423,11 @@ def as_flag(x, name: str) -> bool:
     t = type(x)
     if t is bool:
         return x
-    if t is _Tensor and x.numel() == 1:
-        return bool(x.item())
+    if t is _Tensor:
+        try:
+            return bool(x.item())
+        except RuntimeError:
+            pass
     return bool(_one_element(x, name))
 
 
@@ -465,7 +471,7 @@ def parse_step(result, state):
             next_state = obs = result[0]
         else:
             raise ValueError(f"a transition returned a tuple of {n} items; accepted forms are {_STEP_FORMS}")
-    elif isinstance(result, Mapping):
+    elif type(result) is dict or isinstance(result, Mapping):  # a dict without the ABC's check
         if "state" in result:
             next_state = result["state"]
         elif "next_state" in result:
@@ -512,7 +518,8 @@ def normalize_step(
         terminated = False if terminal_fn is None else terminal_fn(next_state, obs, action)
     reward = as_reward(reward)
     terminated = as_flag(terminated, "terminated")
-    truncated = False if truncated is None else as_flag(truncated, "truncated")
+    if type(truncated) is not bool:
+        truncated = False if truncated is None else as_flag(truncated, "truncated")
     if info is None:  # the usual case, in the order the general one gives
         info = (
             {"model_state": next_state, "elapsed_steps": elapsed_steps}
@@ -691,7 +698,7 @@ def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=Non
             )
         else:
             obs = result[0]
-    elif isinstance(result, Mapping):
+    elif type(result) is dict or isinstance(result, Mapping):  # a dict without the ABC's check
         if "state" in result:
             state = result["state"]
         obs = _observation_from_mapping(result, default_obs)
