@@ -180,38 +180,27 @@ def _address(arr):
     return arr.__array_interface__["data"][0] if arr.size else 0
 
 
-class _HandOut:
-    """The memory addresses of the previous conversion, and this one's.
+# The memory addresses of the previous conversion, and this one's: a
+# ``hand_out`` is ``(previous, current)``, ``previous`` the caller's
+# ``handed_out`` list (the addresses the previous call handed out) and
+# ``current`` a new list. A leaf whose memory starts at one of the previous
+# addresses is the model's in-place update of what the user already holds,
+# so it is copied. Once the conversion has succeeded, the caller's list is
+# replaced by ``current`` (the addresses of the memory the model returned,
+# copied or not); a conversion that raises leaves it as it was.
 
-    ``handed_out`` (a list) holds the addresses the previous call handed out;
-    a leaf whose memory starts at one of them is the model's in-place update
-    of what the user already holds, so it is copied. Once the conversion has
-    succeeded, the list holds this call's addresses (of the memory the model
-    returned, copied or not); a conversion that raises leaves it as it was."""
 
-    __slots__ = ("previous", "current", "handed_out")
-
-    def __init__(self, handed_out):
-        if type(handed_out) is not list:
-            raise TypeError(f"handed_out must be a list or None, got {type(handed_out).__name__}")
-        self.previous = handed_out  # unchanged until commit()
-        self.current = []
-        self.handed_out = handed_out
-
-    def commit(self):
-        self.handed_out[:] = self.current
-
-    def seen(self, arr, source=None) -> bool:
-        """Whether ``arr`` starts at an address the previous call handed out
-        (``source``: what ``arr`` views, from :func:`_leaf`); records the address."""
-        if not arr.size:
-            return False
-        # a view of a tensor starts at its data_ptr(), cheaper to ask than the array
-        address = _address(arr) if source is None else source.data_ptr()
-        if not address:
-            return False
-        self.current.append(address)
-        return address in self.previous
+def _seen(hand_out, arr, source=None) -> bool:
+    """Whether ``arr`` starts at an address the previous call handed out
+    (``source``: what ``arr`` views, from :func:`_leaf`); records the address."""
+    if not arr.size:
+        return False
+    # a view of a tensor starts at its data_ptr(), cheaper to ask than the array
+    address = _address(arr) if source is None else source.data_ptr()
+    if not address:
+        return False
+    hand_out[1].append(address)
+    return address in hand_out[0]
 
 
 def _to_numpy_tree(x, depth, hand_out):
@@ -226,7 +215,7 @@ def _to_numpy_tree(x, depth, hand_out):
     if isinstance(x, list):
         return [_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)]
     arr, view_of = _leaf(x)
-    if hand_out is not None and hand_out.seen(arr, view_of):
+    if hand_out is not None and _seen(hand_out, arr, view_of):
         arr = arr.copy()
     return arr
 
@@ -278,9 +267,11 @@ def conform_observation(obs, spec, path: str = "observation", handed_out=None, c
     """
     if handed_out is None:
         return _conform(obs, spec, path, 0, None, cast_hook)
-    hand_out = _HandOut(handed_out)
-    out = _conform(obs, spec, path, 0, hand_out, cast_hook)
-    hand_out.commit()
+    if type(handed_out) is not list:
+        raise TypeError(f"handed_out must be a list or None, got {type(handed_out).__name__}")
+    current: list = []
+    out = _conform(obs, spec, path, 0, (handed_out, current), cast_hook)
+    handed_out[:] = current
     return out
 
 
@@ -297,7 +288,7 @@ def _conform(obs, spec, path, depth, hand_out, cast_hook):
         return _to_numpy_tree(obs, depth, hand_out)
     if depth > _MAX_DEPTH:
         raise ValueError(_TOO_DEEP)
-    kind = _spec_kind(spec)
+    kind = spec[0] if _checked_specs.get(id(spec)) is spec else _spec_kind(spec)
     if kind == 0:
         arr, view_of = _leaf(obs)
         if arr.shape != spec[1]:
@@ -305,7 +296,7 @@ def _conform(obs, spec, path, depth, hand_out, cast_hook):
                 f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
                 + _batch_hint(arr.shape, spec[1])
             )
-        seen = hand_out is not None and hand_out.seen(arr, view_of)
+        seen = hand_out is not None and _seen(hand_out, arr, view_of)
         if arr.dtype != spec[2]:
             if cast_hook is not None:
                 cast_hook(path, arr, spec[2])
@@ -756,7 +747,7 @@ def convert_action(action, spec):
     if type(spec) is not tuple or len(spec) != 10:
         raise TypeError("action spec must be a 10-tuple or None")
     shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch, integral = spec
-    if _Tensor is not None and isinstance(action, _Tensor):
+    if type(action) is not _NDArray and _Tensor is not None and isinstance(action, _Tensor):
         tensor = action.detach()
         if integral:
             _check_integral_tensor(action, tensor, space_repr)
