@@ -32,6 +32,8 @@ def _check_discrete_range(low, n, space, action):
 
 
 _count_nonzero = np.count_nonzero  # a C call; ndarray.any() goes through Python
+# Enum members as plain globals: AutoresetMode.X costs a descriptor call per use.
+_NEXT_STEP, _SAME_STEP, _DISABLED = AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED
 _RENDER_KEYS = ("image", "pixels", "rgb")
 
 
@@ -471,7 +473,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             elapsed = self._elapsed + 1
             if self.max_episode_steps is not None:
                 truncated = truncated | (elapsed >= self.max_episode_steps)
-            if mode is AutoresetMode.NEXT_STEP and _count_nonzero(self._autoreset):
+            if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                 mask, mask_t = self._autoreset, self._autoreset_t
                 state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs, mask_t)
                 reward = _torch.where(mask_t, _torch.zeros_like(reward), reward)
@@ -486,7 +488,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         self._autoreset = ended.cpu().numpy()  # the step's one synchronisation
         info.setdefault("elapsed_steps", elapsed)
         info.setdefault("_elapsed_steps", self._all_true)
-        if self.info_model_state:
+        if self._info_model_state:
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
         return obs, reward, terminated, truncated, info
@@ -495,14 +497,14 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         if self._obs is None:
             raise RuntimeError("Call reset() before step().")
         if self._torch_out is not None:
-            if self.autoreset_mode is AutoresetMode.DISABLED and self._autoreset.any():
+            if self.autoreset_mode is _DISABLED and self._autoreset.any():
                 raise RuntimeError(
                     f"envs {np.flatnonzero(self._autoreset).tolist()} have ended; with autoreset_mode DISABLED, "
                     "reset them with reset(options={'reset_mask': mask}) before the next step"
                 )
             return self._torch_step(actions)
         mode = self.autoreset_mode
-        if mode is AutoresetMode.DISABLED and self._autoreset.any():
+        if mode is _DISABLED and self._autoreset.any():
             ended = np.flatnonzero(self._autoreset).tolist()
             raise RuntimeError(
                 f"envs {ended} have ended; with autoreset_mode DISABLED, reset them with "
@@ -513,14 +515,14 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             state, obs, reward, terminated, truncated, info, elapsed, ended = self._run_step_batch(
                 plan, self._state, actions, self._elapsed
             )
-            if mode is AutoresetMode.NEXT_STEP and _count_nonzero(self._autoreset):
+            if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                 restore = _grad_off(self._no_grad)
                 try:
                     state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
                 finally:
                     if restore:
                         _set_grad_enabled(True)
-            elif mode is AutoresetMode.SAME_STEP and _count_nonzero(ended):
+            elif mode is _SAME_STEP and _count_nonzero(ended):
                 restore = _grad_off(self._no_grad)
                 try:
                     state, obs = self._autoreset_same(state, obs, info, elapsed, ended)
@@ -532,19 +534,19 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             try:
                 state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, self._handed_out)
                 elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self.max_episode_steps)
-                if mode is AutoresetMode.NEXT_STEP and _count_nonzero(self._autoreset):
+                if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                     state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
-                elif mode is AutoresetMode.SAME_STEP and _count_nonzero(ended):
+                elif mode is _SAME_STEP and _count_nonzero(ended):
                     state, obs = self._autoreset_same(state, obs, info, elapsed, ended)
             finally:
                 if restore:
                     _set_grad_enabled(True)
         info.setdefault("elapsed_steps", elapsed.copy())
         info.setdefault("_elapsed_steps", self._all_true)
-        if self.info_model_state:
+        if self._info_model_state:
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
-        if mode is not AutoresetMode.SAME_STEP:
+        if mode is not _SAME_STEP:
             self._autoreset = ended
         return obs, reward, terminated, truncated, info
 
