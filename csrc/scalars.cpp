@@ -3,6 +3,7 @@
 #include "arrays.h"
 
 #include <climits>
+#include <cstring>
 
 namespace wmenv {
 namespace {
@@ -124,11 +125,14 @@ void check_counter(py::handle x, const char* name, char code, const char* kind, 
     }
 }
 
-template <typename T>
-T& at(py::handle x, Py_ssize_t i) {
-    auto* a = py::detail::array_proxy(x.ptr());
-    return *reinterpret_cast<T*>(a->data + i * a->strides[0]);
-}
+// The elements of a checked 1-d array: its data and its stride, read once.
+struct Strided {
+    char* data;
+    Py_ssize_t stride;
+    explicit Strided(py::handle x)
+        : data(py::detail::array_proxy(x.ptr())->data), stride(py::detail::array_proxy(x.ptr())->strides[0]) {}
+    char* operator[](Py_ssize_t i) const { return data + i * stride; }
+};
 
 }  // namespace
 
@@ -156,11 +160,14 @@ py::tuple count_steps(py::handle elapsed, py::handle terminated, py::handle trun
     py::object ended = new_vector(boolean, n);
     auto* out = reinterpret_cast<int64_t*>(py::detail::array_proxy(next.ptr())->data);
     auto* done = reinterpret_cast<bool*>(py::detail::array_proxy(ended.ptr())->data);
+    const Strided before(elapsed), term(terminated), trunc(truncated);
     for (Py_ssize_t i = 0; i < n; ++i) {
-        out[i] = at<int64_t>(elapsed, i) + 1;
-        bool& trunc = at<bool>(truncated, i);
-        if (limited && out[i] >= limit) trunc = true;
-        done[i] = at<bool>(terminated, i) || trunc;
+        int64_t count;
+        std::memcpy(&count, before[i], sizeof count);
+        out[i] = count + 1;
+        // NumPy bools are read as bytes: any nonzero byte is true, as NumPy reads it
+        if (limited && out[i] >= limit) *trunc[i] = 1;
+        done[i] = *term[i] != 0 || *trunc[i] != 0;
     }
     return py::make_tuple(std::move(next), std::move(ended));
 }
