@@ -621,7 +621,15 @@ def as_batch(x, num_envs: int, dtype, name: str):
     dtype = np.dtype(dtype)
     if x is None:
         raise TypeError(f"{name} must be an array of {num_envs} values, got None")
-    arr = to_numpy(x)
+    arr = None
+    t = type(x)
+    if t is _Tensor:  # the values are copied below: numpy()'s view needs no owner of its own
+        try:
+            arr = x.numpy()
+        except Exception:  # autograd, conjugate or negative bits, another device: to_numpy's way
+            pass
+    if arr is None:
+        arr = to_numpy(x)
     if arr.size != num_envs:
         raise ValueError(
             f"{name} must hold {num_envs} values, one per env (shape ({num_envs},)), "
