@@ -252,6 +252,48 @@ def test_rollout_one_model_call_per_step_and_masked_rewards(backend):
         env.rollout(np.zeros((5, 3, 1)), repeat_state(torch.zeros(3), 2))
 
 
+def test_rollout_one_call_path_matches_the_long_way(backend):
+    grads = []
+
+    def transition(model, state, action):
+        grads.append(torch.is_grad_enabled())
+        nxt = state + action.float().reshape(-1, 1)
+        return {"state": nxt, "observation": nxt, "reward": nxt[:, 0] * 2, "terminated": nxt[:, 1] > 3}
+
+    def make(space):
+        return WorldModelVectorEnv(
+            None,
+            3,
+            BOX3,
+            space,
+            backend=backend,
+            transition_fn=transition,
+            initial_state=torch.zeros(3, 3),
+            max_episode_steps=2,
+        )
+
+    for space, actions in (
+        (ACT1, np.linspace(-1, 1, 4 * 3, dtype=np.float32).reshape(4, 3, 1)),
+        (gym.spaces.Discrete(3), np.array([[0, 1, 2]] * 4)),
+    ):
+        fast, slow = make(space), make(space)
+        slow._plan = None  # the long way
+        assert fast._plan is not None
+        for env in (fast, slow):
+            env.reset(seed=0)
+            env.step(actions[0])
+        handed = list(fast._handed_out)
+        start = repeat_state(torch.ones(3), 3)
+        got = [env.rollout(actions, start, discount=0.9) for env in (fast, slow)]
+        for field in ("observations", "rewards", "terminated", "returns"):
+            assert np.array_equal(getattr(got[0], field), getattr(got[1], field)), field
+        assert fast._handed_out == handed  # hand-out tracking is the step's alone
+        if space is not ACT1:
+            with pytest.raises(ValueError, match="outside Discrete"):
+                fast.rollout(np.full((2, 3), 5), start)
+    assert not any(grads) and torch.is_grad_enabled()
+
+
 # Start states from real data.
 
 

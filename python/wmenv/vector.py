@@ -388,6 +388,19 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             self._cast_hook,
         )
 
+    def _rollout_advance(self):
+        """``advance(state, actions) -> (state, obs, reward, terminated)`` for
+        a rollout: the step's one core call where the step has one, without
+        hand-out tracking, time limit or autograd switch (the rollout holds
+        that around its loop), and its counters thrown away; else _advance."""
+        plan = self._plan
+        if plan is None or self._stage:
+            return lambda state, actions: self._advance(state, actions, None)[:4]
+        plan = plan[:6] + (None, plan[7], None, None, plan[10])
+        counters = np.zeros(self.num_envs, np.int64)
+        run = self._run_step_batch
+        return lambda state, actions: run(plan, state, actions, counters)[:4]
+
     def rollout(self, actions, state, discount=None) -> Rollout:
         """Evaluates ``num_envs`` open-loop action sequences from a batched
         ``state``, with one model call per horizon step: the primitive of
@@ -423,10 +436,11 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         observations, rewards, terminated = [], np.zeros((horizon, self.num_envs), np.float32), None
         done = np.zeros(self.num_envs, np.bool_)
         flags = np.zeros((horizon, self.num_envs), np.bool_)
+        advance = self._rollout_advance()
         restore = _grad_off(self._no_grad)
         try:
             for t in range(horizon):
-                state, obs, reward, term, _, _ = self._advance(state, actions[t], None)
+                state, obs, reward, term = advance(state, actions[t])
                 observations.append(obs)
                 rewards[t] = np.where(done, 0.0, reward)
                 done = done | term
