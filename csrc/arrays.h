@@ -15,8 +15,9 @@ py::object new_vector(PyObject* descr, Py_ssize_t n);
 // CPU torch tensor x, read in C order and cast as NumPy's astype would: the
 // same dtype is copied, and bool takes `value != 0` from bool, integer and
 // float32/float64 sources. A null object where this cannot be done directly
-// (another type, device or dtype pair, n values missing, a conjugate or
-// negative view, autograd), leaving the caller's general path to answer.
+// (not a plain torch.Tensor, another device or dtype pair, not n values, a
+// negative view, an export torch refuses), leaving the caller's general path
+// to answer.
 py::object copy_tensor_values(py::handle x, Py_ssize_t n, PyObject* descr);
 
 }  // namespace wmenv
