@@ -27,6 +27,18 @@ def backend(request):
     return name
 
 
+@pytest.fixture(scope="session")
+def native_core():
+    """The compiled core; skipped when it is not built, unless
+    WMENV_REQUIRE_NATIVE is set (CI), where its absence fails the test."""
+    try:
+        return _backend.load("native")
+    except ImportError as exc:
+        if _require_native():
+            pytest.fail(f"WMENV_REQUIRE_NATIVE is set but the native backend does not load: {exc}")
+        pytest.skip("native backend not built")
+
+
 @pytest.fixture
 def core(backend):
     """The core module of the backend under test."""

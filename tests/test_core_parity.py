@@ -17,15 +17,8 @@ from models import DLPackOnly
 
 
 @pytest.fixture(scope="module")
-def cores():
-    try:
-        return _backend.load("native"), _backend.load("python")
-    except ImportError as exc:
-        import os
-
-        if os.environ.get("WMENV_REQUIRE_NATIVE", "") not in ("", "0"):
-            pytest.fail(f"WMENV_REQUIRE_NATIVE is set but the native backend does not load: {exc}")
-        pytest.skip("native backend not built")
+def cores(native_core):
+    return native_core, _backend.load("python")
 
 
 def public(module):

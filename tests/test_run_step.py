@@ -402,9 +402,7 @@ def _native_grad_mode_follows_registration():
 
 
 @pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin")), reason="runtime symbol lookup is POSIX-only")
-def test_native_grad_mode_is_found_and_follows_registration(backend):
-    if backend != "native":
-        pytest.skip("the native core's lookup")
+def test_native_grad_mode_is_found_and_follows_registration(native_core):
     from test_safety import isolated
 
     isolated(_native_grad_mode_follows_registration)
