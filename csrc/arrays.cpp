@@ -92,6 +92,48 @@ py::object to_numpy(py::handle x) {
     return steal(PyObject_CallOneArg(r.asarray, x.ptr()));
 }
 
+namespace {
+
+// The twin's _foreign_memory: x.is_cpu and not x.untyped_storage().resizable();
+// a tensor whose storage cannot be read counts as foreign.
+bool foreign_memory(py::handle x) {
+    const Refs& r = refs();
+    try {
+        if (!truthy(getattr(x, r.s_is_cpu))) return false;
+        return !truthy(call_method(call_method(x, r.s_untyped_storage), r.s_resizable));
+    } catch (py::error_already_set&) {
+        return true;
+    }
+}
+
+}  // namespace
+
+py::object leaf_to_numpy(py::handle x, bool protect) {
+    if (!protect) return to_numpy(x);
+    Refs& r = refs();
+    if (r.tensor != nullptr && Py_TYPE(x.ptr()) == r.tensor) {
+        // The twin's fast path: the storage, whether torch allocated it, then numpy().
+        PyObject* storage = PyObject_CallMethodNoArgs(x.ptr(), r.s_untyped_storage);
+        if (storage != nullptr) {
+            py::object held = py::reinterpret_steal<py::object>(storage);
+            PyObject* resizable = PyObject_CallMethodNoArgs(storage, r.s_resizable);
+            int fresh = resizable == nullptr ? -1 : PyObject_IsTrue(resizable);
+            Py_XDECREF(resizable);
+            PyObject* array = fresh < 0 ? nullptr : PyObject_CallMethodNoArgs(x.ptr(), r.s_numpy);
+            if (array != nullptr) {
+                py::object owned = py::reinterpret_steal<py::object>(array);
+                if (is_exact_ndarray(owned)) {
+                    if (fresh == 0) return call_method(owned, r.s_copy);
+                    return view_owned_by(std::move(owned), std::move(held));
+                }
+            }
+        }
+        PyErr_Clear();  // the long way below raises what applies
+    }
+    if (is_tensor(x) && foreign_memory(x)) return call_method(to_numpy(x), r.s_copy);
+    return to_numpy(x);
+}
+
 py::object new_vector(PyObject* descr, Py_ssize_t n) {
     auto& api = py::detail::npy_api::get();
     Py_INCREF(descr);  // PyArray_NewFromDescr steals the descriptor

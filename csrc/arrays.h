@@ -7,6 +7,10 @@
 namespace wmenv {
 
 py::object to_numpy(py::handle x);
+// to_numpy(x); with protect, a tensor whose memory torch did not allocate
+// (its storage is not resizable: a tensor over a NumPy array or another
+// library's buffer, or memory already viewed as NumPy) comes back copied.
+py::object leaf_to_numpy(py::handle x, bool protect);
 
 // A new uninitialized, C-contiguous, writeable (n,) array of descr (borrowed).
 py::object new_vector(PyObject* descr, Py_ssize_t n);

@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include "arrays.h"
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <dlfcn.h>
 #define WMENV_HAVE_DLFCN 1
@@ -43,6 +45,8 @@ void init_refs() {
     r.s_resolve_conj = intern("resolve_conj");
     r.s_resolve_neg = intern("resolve_neg");
     r.s_untyped_storage = intern("untyped_storage");
+    r.s_resizable = intern("resizable");
+    r.s_cdata = intern("_cdata");
     r.s_Tensor = intern("Tensor");
     r.s_all = intern("all");
     r.s_is_complex = intern("is_complex");
@@ -180,7 +184,64 @@ void register_grad_mode(Refs& r, py::handle module) {
     r.grad_set_enabled = c_set;
 }
 
+// torch's storage use count, and its reading for memory only one converted
+// array views (this core's conversion, and torch's own numpy()), measured on
+// probes; left unset where torch cannot tell.
+void register_use_count(Refs& r, py::handle module) {
+    PyObject* old_count = r.use_count;
+    PyObject* old_type = reinterpret_cast<PyObject*>(r.storage_type);
+    r.use_count = nullptr;
+    r.storage_type = nullptr;
+    r.alone_storage = r.alone_tensor = -1;
+    Py_XDECREF(old_count);
+    Py_XDECREF(old_type);
+    if (module.is_none()) return;
+    const py::str c_name("_C"), count_name("_storage_Use_Count"), type_name_("UntypedStorage"), zeros_name("zeros");
+    py::object c_module = optional_attr(module, c_name.ptr());
+    py::object count = c_module.is_none() ? py::object(py::none()) : optional_attr(c_module, count_name.ptr());
+    py::object storage_type = optional_attr(module, type_name_.ptr());
+    py::object zeros = optional_attr(module, zeros_name.ptr());
+    if (!PyCallable_Check(count.ptr()) || !PyType_Check(storage_type.ptr()) || !PyCallable_Check(zeros.ptr())) return;
+    try {
+        r.use_count = count.ptr();
+        r.storage_type = reinterpret_cast<PyTypeObject*>(storage_type.ptr());
+        py::object mine = to_numpy(steal(PyObject_CallOneArg(zeros.ptr(), py::int_(2).ptr())));
+        py::object theirs = call_method(steal(PyObject_CallOneArg(zeros.ptr(), py::int_(2).ptr())), r.s_numpy);
+        const long storage_count = base_use_count(mine.ptr());
+        const long tensor_count = base_use_count(theirs.ptr());
+        r.use_count = nullptr;
+        r.storage_type = nullptr;
+        if (storage_count < 0 || tensor_count < 0) return;
+        r.use_count = count.release().ptr();
+        r.storage_type = reinterpret_cast<PyTypeObject*>(storage_type.release().ptr());
+        r.alone_storage = storage_count;
+        r.alone_tensor = tensor_count;
+    } catch (py::error_already_set&) {  // a torch-like module without storages
+        r.use_count = nullptr;
+        r.storage_type = nullptr;
+    }
+}
+
 }  // namespace
+
+long base_use_count(PyObject* array) {
+    const Refs& r = refs();
+    PyObject* base = py::detail::array_proxy(array)->base;
+    if (r.use_count == nullptr || base == nullptr) return -1;
+    py::object storage;
+    if (Py_TYPE(base) == r.storage_type) {
+        storage = borrow(base);
+    } else if (Py_TYPE(base) == r.tensor) {
+        storage = call_method(base, r.s_untyped_storage);
+    } else {
+        return -1;
+    }
+    py::object cdata = getattr(storage, r.s_cdata);
+    py::object count = steal(PyObject_CallOneArg(r.use_count, cdata.ptr()));
+    long value = PyLong_AsLong(count.ptr());
+    if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return value;
+}
 
 void set_torch(py::handle module) {
     Refs& r = refs();
@@ -214,6 +275,7 @@ void set_torch(py::handle module) {
         if (PyCallable_Check(to_dlpack.ptr())) r.to_dlpack = to_dlpack.release().ptr();
     }
     register_grad_mode(r, module);
+    register_use_count(r, module);
 }
 
 bool native_grad_mode() { return refs().grad_is_enabled != nullptr; }

@@ -26,6 +26,14 @@ struct Refs {
     PyTypeObject* tensor = nullptr;
     PyObject* from_numpy = nullptr;
     PyObject* to_dlpack = nullptr;  // torch._C._to_dlpack, or null
+    // torch._C._storage_Use_Count and torch.UntypedStorage (null where torch
+    // lacks them: every tensor leaf then counts as shared), and what they
+    // read for memory that only one converted array views (see
+    // secure_observation), measured on a probe at registration.
+    PyObject* use_count = nullptr;
+    PyTypeObject* storage_type = nullptr;
+    long alone_storage = -1;  // the array's base is the storage (this core's conversion)
+    long alone_tensor = -1;   // the array's base is a tensor (torch's numpy())
     // torch.is_grad_enabled and torch._C._set_grad_enabled of the registered
     // module, and the two c10::GradMode functions behind them when they could
     // be found in the libc10 torch has loaded and answered a self-test (null
@@ -45,6 +53,8 @@ struct Refs {
     PyObject* s_resolve_conj = nullptr;
     PyObject* s_resolve_neg = nullptr;
     PyObject* s_untyped_storage = nullptr;
+    PyObject* s_resizable = nullptr;
+    PyObject* s_cdata = nullptr;
     PyObject* s_Tensor = nullptr;
     PyObject* s_all = nullptr;
     PyObject* s_is_complex = nullptr;
@@ -83,6 +93,9 @@ void init_refs();
 void set_torch(py::handle module);
 // Whether the autograd switch goes straight to c10::GradMode (see Refs).
 bool native_grad_mode();
+// torch's use count of the storage an array's base (a storage or a tensor)
+// holds; -1 for any other base or where torch cannot tell.
+long base_use_count(PyObject* array);
 
 // Ownership helpers over the C API.
 inline py::object steal(PyObject* p) {

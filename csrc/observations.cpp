@@ -11,47 +11,6 @@ void too_deep() {
 
 py::object snapshot(py::handle x) { return steal(PySequence_Tuple(x.ptr())); }
 
-HandOut::HandOut(py::handle handed_out) : list_(handed_out.ptr()) {
-    if (!PyList_CheckExact(list_)) {
-        throw py::type_error("handed_out must be a list or None, got " + type_name(handed_out));
-    }
-    Py_ssize_t n = PyList_GET_SIZE(list_);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        void* address = PyLong_AsVoidPtr(PyList_GET_ITEM(list_, i));
-        if (address == nullptr && PyErr_Occurred()) PyErr_Clear();  // not an address: matches nothing
-        previous_.push_back(address);
-    }
-}
-
-bool HandOut::seen(py::handle arr) {
-    auto* a = py::detail::array_proxy(arr.ptr());
-    for (int i = 0; i < a->nd; ++i) {
-        if (a->dimensions[i] == 0) return false;
-    }
-    void* address = a->data;
-    current_.push_back(address);
-    for (size_t i = 0; i < previous_.size(); ++i) {
-        if (previous_[i] == address) return true;
-    }
-    return false;
-}
-
-void HandOut::commit() {
-    const size_t n = current_.size();
-    if (static_cast<size_t>(PyList_GET_SIZE(list_)) == n) {  // the usual case: rewrite what changed
-        for (size_t i = 0; i < n; ++i) {
-            if (previous_[i] == current_[i]) continue;
-            PyObject* item = PyLong_FromVoidPtr(current_[i]);
-            if (item == nullptr) throw py::error_already_set();
-            PyList_SetItem(list_, static_cast<Py_ssize_t>(i), item);  // steals item
-        }
-        return;
-    }
-    py::list fresh(n);
-    for (size_t i = 0; i < n; ++i) fresh[i] = steal(PyLong_FromVoidPtr(current_[i]));
-    if (PyList_SetSlice(list_, 0, PyList_GET_SIZE(list_), fresh.ptr()) != 0) throw py::error_already_set();
-}
-
 namespace {
 
 // The twin's _pairs: mapping.items() as a tuple of checked (key, value) pairs.
@@ -75,7 +34,7 @@ PyObject* pair_item(PyObject* pair, Py_ssize_t i) {
 
 py::object copy_array(py::handle arr) { return call_method(arr, refs().s_copy); }
 
-py::object to_numpy_tree(py::handle x, int depth, HandOut* hand_out) {
+py::object to_numpy_tree(py::handle x, int depth, bool protect) {
     if (x.is_none()) return py::none();
     if (depth > kMaxDepth) too_deep();
     if (is_mapping(x)) {
@@ -85,7 +44,7 @@ py::object to_numpy_tree(py::handle x, int depth, HandOut* hand_out) {
             PyObject* pair = PyTuple_GET_ITEM(pairs.ptr(), i);
             py::object key = borrow(pair_item(pair, 0));
             py::object value = borrow(pair_item(pair, 1));  // held: the pair may be a list
-            py::object converted = to_numpy_tree(value, depth + 1, hand_out);
+            py::object converted = to_numpy_tree(value, depth + 1, protect);
             if (PyDict_SetItem(out.ptr(), key.ptr(), converted.ptr()) != 0) throw py::error_already_set();
         }
         return std::move(out);
@@ -96,7 +55,7 @@ py::object to_numpy_tree(py::handle x, int depth, HandOut* hand_out) {
         Py_ssize_t n = PyTuple_GET_SIZE(items.ptr());
         py::object out = steal(is_tuple ? PyTuple_New(n) : PyList_New(n));
         for (Py_ssize_t i = 0; i < n; ++i) {
-            py::object converted = to_numpy_tree(PyTuple_GET_ITEM(items.ptr(), i), depth + 1, hand_out);
+            py::object converted = to_numpy_tree(PyTuple_GET_ITEM(items.ptr(), i), depth + 1, protect);
             if (is_tuple) {
                 PyTuple_SET_ITEM(out.ptr(), i, converted.release().ptr());
             } else {
@@ -105,9 +64,7 @@ py::object to_numpy_tree(py::handle x, int depth, HandOut* hand_out) {
         }
         return out;
     }
-    py::object arr = to_numpy(x);
-    if (hand_out != nullptr && hand_out->seen(arr)) arr = copy_array(arr);
-    return arr;
+    return leaf_to_numpy(x, protect);
 }
 
 bool same_shape(py::handle array, py::handle expected) {
@@ -211,21 +168,20 @@ std::string batch_hint(py::handle array, py::handle expected) {
     return ": a leading batch of one; pass batched_model=True when the model always works on batches";
 }
 
-py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, HandOut* hand_out,
+py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, bool protect,
                    py::handle cast_hook) {
     if (obs.is_none()) return py::none();
-    if (spec.is_none()) return to_numpy_tree(obs, depth, hand_out);
+    if (spec.is_none()) return to_numpy_tree(obs, depth, protect);
     if (depth > kMaxDepth) too_deep();
     PyObject* s = spec.ptr();
     long kind = spec_kind(spec);
     if (kind == 0) {
-        py::object array = to_numpy(obs);
+        py::object array = leaf_to_numpy(obs, protect);
         py::handle shape = PyTuple_GET_ITEM(s, 1);
         if (!same_shape(array, shape)) {
             throw py::value_error(path.str() + " must have shape " + format_shape(shape) + ", got " +
                                   format_shape(getattr(array, refs().s_shape)) + batch_hint(array, shape));
         }
-        const bool seen = hand_out != nullptr && hand_out->seen(array);
         PyObject* want = PyTuple_GET_ITEM(s, 2);
         PyObject* have = reinterpret_cast<PyObject*>(py::detail::array_proxy(array.ptr())->descr);
         if (have != want && !py::reinterpret_borrow<py::dtype>(have).equal(py::reinterpret_borrow<py::dtype>(want))) {
@@ -235,8 +191,6 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
                 steal(PyObject_Vectorcall(cast_hook.ptr(), args, 3, nullptr));
             }
             array = call_method(array, refs().s_astype, want);
-        } else if (seen) {
-            array = copy_array(array);
         }
         return array;
     }
@@ -257,7 +211,7 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
             Path child;
             child.parent = &path;
             child.key = key;
-            py::object converted = conform(value, PyTuple_GET_ITEM(subs, i), child, depth + 1, hand_out, cast_hook);
+            py::object converted = conform(value, PyTuple_GET_ITEM(subs, i), child, depth + 1, protect, cast_hook);
             if (PyDict_SetItem(out.ptr(), key, converted.ptr()) != 0) throw py::error_already_set();
         }
         return std::move(out);
@@ -279,7 +233,7 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
         child.parent = &path;
         child.index = i;
         py::object converted = conform(PyTuple_GET_ITEM(items.ptr(), i), PyTuple_GET_ITEM(subs, i), child, depth + 1,
-                                       hand_out, cast_hook);
+                                       protect, cast_hook);
         PyTuple_SET_ITEM(out.ptr(), i, converted.release().ptr());
     }
     return out;
@@ -332,15 +286,109 @@ std::string Path::str() const {
     return out + "]";
 }
 
-py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out,
+py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, bool protect,
                                py::handle cast_hook) {
     Path path;
     path.root = &root;
-    if (handed_out.is_none()) return conform(obs, spec, path, 0, nullptr, cast_hook);
-    HandOut hand_out(handed_out);
-    py::object out = conform(obs, spec, path, 0, &hand_out, cast_hook);
-    hand_out.commit();
-    return out;
+    return conform(obs, spec, path, 0, protect, cast_hook);
+}
+
+namespace {
+
+// The twin's _exclusive: nothing but arr (itself referenced only by its
+// container) references the memory it views, along its chain of bases.
+bool exclusive(PyObject* arr) {
+    const Refs& r = refs();
+    while (true) {
+        PyObject* base = py::detail::array_proxy(arr)->base;
+        if (base == nullptr) return true;
+        if (Py_REFCNT(base) != 1) return false;
+        if (Py_TYPE(base) == r.ndarray) {
+            arr = base;
+            continue;
+        }
+        if (r.use_count != nullptr && Py_TYPE(base) == r.storage_type) {
+            return base_use_count(arr) == r.alone_storage;
+        }
+        if (r.use_count != nullptr && Py_TYPE(base) == r.tensor) return base_use_count(arr) == r.alone_tensor;
+        return false;  // memory of another library: who else holds it is unknown
+    }
+}
+
+// x (alone: referenced only by its container) with every shared leaf copied;
+// a null object when nothing needs a copy (the twin's _SAME).
+py::object secured(PyObject* x, bool alone, int depth) {
+    PyTypeObject* t = Py_TYPE(x);
+    if (t == refs().ndarray) {
+        auto* a = py::detail::array_proxy(x);
+        for (int i = 0; i < a->nd; ++i) {
+            if (a->dimensions[i] == 0) return py::object();
+        }
+        if (alone && exclusive(x)) return py::object();
+        return copy_array(x);
+    }
+    if (depth > kMaxDepth) too_deep();
+    if (t == &PyDict_Type) {
+        py::object out;
+        py::object keys = steal(PySequence_Tuple(x));
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys.ptr()); ++i) {
+            PyObject* key = PyTuple_GET_ITEM(keys.ptr(), i);
+            PyObject* value = PyDict_GetItemWithError(x, key);  // borrowed
+            if (value == nullptr) {
+                if (PyErr_Occurred()) throw py::error_already_set();
+                continue;
+            }
+            py::object fresh = secured(value, Py_REFCNT(value) == 1, depth + 1);
+            if (!fresh) continue;
+            if (!out) out = steal(PyDict_Copy(x));
+            if (PyDict_SetItem(out.ptr(), key, fresh.ptr()) != 0) throw py::error_already_set();
+        }
+        return out;
+    }
+    if (t == &PyTuple_Type || t == &PyList_Type) {
+        const bool is_tuple = t == &PyTuple_Type;
+        py::object items;  // a list, made on the first change
+        Py_ssize_t n = is_tuple ? PyTuple_GET_SIZE(x) : PyList_GET_SIZE(x);
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            if (!is_tuple && i >= PyList_GET_SIZE(x)) break;
+            PyObject* item = is_tuple ? PyTuple_GET_ITEM(x, i) : PyList_GET_ITEM(x, i);
+            py::object fresh = secured(item, Py_REFCNT(item) == 1, depth + 1);
+            if (!fresh) continue;
+            if (!items) items = steal(PySequence_List(x));
+            if (PyList_SetItem(items.ptr(), i, fresh.release().ptr()) != 0) throw py::error_already_set();
+        }
+        if (!items || !is_tuple) return items;
+        return steal(PyList_AsTuple(items.ptr()));
+    }
+    return py::object();
+}
+
+}  // namespace
+
+py::tuple secure_observation(py::handle items, Py_ssize_t index) {
+    PyObject* p = items.ptr();
+    if (!PyTuple_CheckExact(p)) throw py::type_error("items must be a tuple, got " + type_name(items));
+    const Py_ssize_t n = PyTuple_GET_SIZE(p);
+    if (index < -n || index >= n) {
+        throw py::index_error("index " + std::to_string(index) + " is outside a tuple of " + std::to_string(n) +
+                              " items");
+    }
+    if (index < 0) index += n;
+    PyObject* obs = PyTuple_GET_ITEM(p, index);
+    py::object fresh = secured(obs, Py_REFCNT(obs) == 1, 0);
+    if (!fresh) return py::reinterpret_borrow<py::tuple>(items);
+    if (Py_REFCNT(p) == 1) {  // only the caller's one reference: replace in place
+        PyTuple_SET_ITEM(p, index, fresh.release().ptr());
+        Py_DECREF(obs);
+        return py::reinterpret_borrow<py::tuple>(items);
+    }
+    py::object out = steal(PyTuple_New(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = i == index ? fresh.ptr() : PyTuple_GET_ITEM(p, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(out.ptr(), i, item);
+    }
+    return py::reinterpret_steal<py::tuple>(out.release());
 }
 
 bool matches_structure(py::handle x, py::handle spec) { return matches(x, spec, 0); }

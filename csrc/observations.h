@@ -2,7 +2,6 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
 #include "common.h"
 
@@ -18,47 +17,12 @@ struct Path {
     std::string str() const;
 };
 
-// A list of addresses that lives on the stack while it is short (the usual
-// observation has one leaf) and on the heap beyond that.
-class Addresses {
-public:
-    size_t size() const { return size_; }
-    void* operator[](size_t i) const { return i < kInline ? inline_[i] : spill_[i - kInline]; }
-    void push_back(void* address) {
-        if (size_ < kInline) {
-            inline_[size_] = address;
-        } else {
-            spill_.push_back(address);
-        }
-        ++size_;
-    }
-
-private:
-    static constexpr size_t kInline = 4;
-    void* inline_[kInline] = {};
-    std::vector<void*> spill_;
-    size_t size_ = 0;
-};
-
-// The memory handed out by the previous conversion and by this one (the
-// twin's _HandOut): a leaf viewing memory handed out last time is copied.
-class HandOut {
-public:
-    explicit HandOut(py::handle handed_out);
-    // Records arr's address; true when the previous call handed it out too.
-    bool seen(py::handle arr);
-    // Writes this call's addresses into the caller's list (unchanged entries stay).
-    void commit();
-
-private:
-    Addresses previous_;
-    Addresses current_;
-    PyObject* list_;  // the caller's list
-};
-
-// handed_out: None or the caller's list of addresses (see conform_observation).
-py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, py::handle handed_out,
+// protect: copy tensor leaves whose memory torch did not allocate (see _core_py).
+py::object conform_observation(py::handle obs, py::handle spec, const std::string& root, bool protect,
                                py::handle cast_hook);
+// items with the observation at items[index] made safe to hand out: every
+// leaf whose memory anything else still references copied (see _core_py).
+py::tuple secure_observation(py::handle items, Py_ssize_t index);
 bool matches_structure(py::handle x, py::handle spec);
 
 // Observation-tree nesting limit: deeper is a ValueError, never a stack overflow.

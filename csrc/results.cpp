@@ -152,7 +152,7 @@ py::tuple parse_step(py::handle result, py::handle state) {
 
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                          py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
-                         bool info_model_state, py::handle handed_out, py::handle cast_hook) {
+                         bool info_model_state, bool protect, py::handle cast_hook) {
     Refs& r = refs();
     RawStep raw = parse_step_raw(result, state);
     py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
@@ -169,7 +169,7 @@ py::tuple normalize_step(py::handle result, py::handle state, py::handle action,
     py::dict info_value = info_dict(info);
     if (info_model_state) set_default(info_value, r.s_model_state, next_state);
     set_default(info_value, r.s_elapsed_steps, elapsed_steps);
-    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out, cast_hook);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, protect, cast_hook);
     PyObject* out = PyTuple_New(6);
     if (out == nullptr) throw py::error_already_set();
     PyTuple_SET_ITEM(out, 0, next_state.release().ptr());
@@ -236,13 +236,16 @@ py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::han
     if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 10) throw py::type_error("step plan must be a 10-tuple");
     auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
     py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
-    py::handle info_model_state = at(5), handed_out = at(6), cast_hook = at(7), limit = at(9);
+    py::handle info_model_state = at(5), cast_hook = at(7), limit = at(9);
+    const bool protect = truthy(at(6));
     py::tuple out = grad_guarded(PyTuple_GET_ITEM(p, 8), [&] {
         py::object model_action = convert_action(action, action_spec);
         PyObject* args[] = {state.ptr(), model_action.ptr()};
         py::object result = steal(PyObject_Vectorcall(transition.ptr(), args, 2, nullptr));
-        return normalize_step(result, state, model_action, obs_spec, reward_fn, terminal_fn, elapsed_steps,
-                              truthy(info_model_state), handed_out, cast_hook);
+        py::tuple normalized = normalize_step(result, state, model_action, obs_spec, reward_fn, terminal_fn,
+                                              elapsed_steps, truthy(info_model_state), protect, cast_hook);
+        result = py::object();  // the model's raw outputs go: what still shares memory after that is shared
+        return protect ? secure_observation(normalized, 1) : normalized;
     });
     if (!limit.is_none()) {
         int reached = PyObject_RichCompareBool(elapsed_steps.ptr(), limit.ptr(), Py_GE);
@@ -268,7 +271,8 @@ py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, p
     if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 11) throw py::type_error("batch step plan must be an 11-tuple");
     auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
     py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
-    py::handle handed_out = at(6), cast_hook = at(7), limit = at(9), check = at(10);
+    py::handle cast_hook = at(7), limit = at(9), check = at(10);
+    const bool protect = truthy(at(6));
     if (!PyLong_CheckExact(at(5).ptr())) throw py::type_error("num_envs must be an int, got " + type_name(at(5)));
     Py_ssize_t num_envs = PyLong_AsSsize_t(at(5).ptr());
     if (num_envs == -1 && PyErr_Occurred()) throw py::error_already_set();
@@ -277,8 +281,10 @@ py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, p
         if (!check.is_none()) steal(PyObject_CallOneArg(check.ptr(), model_action.ptr()));
         PyObject* args[] = {state.ptr(), model_action.ptr()};
         py::object result = steal(PyObject_Vectorcall(transition.ptr(), args, 2, nullptr));
-        return normalize_step_batch(result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs,
-                                    handed_out, cast_hook);
+        py::tuple normalized = normalize_step_batch(result, state, model_action, obs_spec, reward_fn, terminal_fn,
+                                                    num_envs, protect, cast_hook);
+        result = py::object();
+        return protect ? secure_observation(normalized, 1) : normalized;
     });
     py::tuple counted = count_steps(elapsed, out[3], out[4], limit);
     PyObject* joined = PySequence_Concat(out.ptr(), counted.ptr());
@@ -287,7 +293,7 @@ py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, p
 
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
                                py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
-                               py::handle handed_out, py::handle cast_hook) {
+                               bool protect, py::handle cast_hook) {
     static PyObject* float32 = py::dtype("float32").release().ptr();
     static PyObject* boolean = py::dtype("bool").release().ptr();
     RawStep raw = parse_step_raw(result, state);
@@ -315,12 +321,12 @@ py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle a
                                ? zeros(boolean)
                                : as_batch(raw.truncated, num_envs, boolean, "truncated");
     py::dict info = info_dict(raw.info);
-    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot, handed_out, cast_hook);
+    py::object obs = conform_observation(raw.obs, obs_spec, kObservationRoot, protect, cast_hook);
     return py::make_tuple(raw.next_state, obs, reward, terminated, truncated, info);
 }
 
 py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle default_state, py::handle default_obs,
-                          py::handle handed_out, py::handle cast_hook) {
+                          bool protect, py::handle cast_hook) {
     Refs& r = refs();
     py::object state = borrow(default_state), obs, info = py::none();
     if (PyTuple_Check(result.ptr())) {
@@ -352,7 +358,7 @@ py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle def
     }
     if (state.is_none()) state = obs;
     py::dict info_value = info_dict(info);
-    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, handed_out, cast_hook);
+    py::object obs_value = conform_observation(obs, obs_spec, kObservationRoot, protect, cast_hook);
     return py::make_tuple(state, obs_value, info_value);
 }
 

@@ -23,13 +23,32 @@ def step_obs(make_env, obs, space=BOX2, **kwargs):
     return env.step(np.zeros(1, np.float32))[0]
 
 
+class Fresh:
+    """Makes a new observation tensor each step and keeps only its address."""
+
+    def __init__(self, make):
+        self.make, self.addresses = make, []
+
+    def step(self, state, action):
+        obs = self.make()
+        self.addresses.append(obs.data_ptr())
+        return "s", obs
+
+
 def test_cpu_tensor_observation_shares_memory(make_env):
+    model = Fresh(lambda: torch.tensor([1.0, 2.0]))
+    env = make_env(model, BOX2, ACT1)
+    env.reset()
+    obs = env.step(np.zeros(1, np.float32))[0]
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32 and obs.tolist() == [1.0, 2.0]
+    assert obs.__array_interface__["data"][0] == model.addresses[0]
+
+
+def test_a_tensor_someone_else_holds_is_copied(make_env):
     tensor = torch.tensor([1.0, 2.0])
     obs = step_obs(make_env, tensor)
-    assert isinstance(obs, np.ndarray) and obs.dtype == np.float32
-    assert obs.__array_interface__["data"][0] == tensor.data_ptr()
-    tensor[0] = 42.0
-    assert obs[0] == 42.0
+    tensor[0] = 42.0  # the holder writes into it later: the observation it was is unchanged
+    assert obs.tolist() == [1.0, 2.0] and not np.shares_memory(obs, tensor.numpy())
 
 
 def test_zero_copy_observation_keeps_its_owner_alive(make_env):
@@ -43,18 +62,22 @@ def test_zero_copy_observation_keeps_its_owner_alive(make_env):
 
 
 def test_strided_tensor_observation_is_viewed_with_its_strides(make_env):
-    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
-    view = base.t()  # (4, 3), not contiguous
+    model = Fresh(lambda: torch.arange(12, dtype=torch.float32).reshape(3, 4).t())  # (4, 3), not contiguous
     space = gym.spaces.Box(-100, 100, (4, 3), np.float32)
-    obs = step_obs(make_env, view, space)
-    assert np.array_equal(obs, view.numpy()) and np.shares_memory(obs, base.numpy())
+    env = make_env(model, space, ACT1)
+    env.reset()
+    obs = env.step(np.zeros(1, np.float32))[0]
+    assert np.array_equal(obs, np.arange(12, dtype=np.float32).reshape(3, 4).T)
+    assert obs.__array_interface__["data"][0] == model.addresses[0] and not obs.flags.c_contiguous
 
 
 def test_image_observation_is_not_copied(make_env):
-    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    model = Fresh(lambda: torch.zeros(3, 64, 64, dtype=torch.uint8))
     space = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
-    obs = step_obs(make_env, image, space)
-    assert obs.__array_interface__["data"][0] == image.data_ptr()
+    env = make_env(model, space, ACT1)
+    env.reset()
+    obs = env.step(np.zeros(1, np.float32))[0]
+    assert obs.__array_interface__["data"][0] == model.addresses[0]
 
 
 def test_requires_grad_tensors_are_detached(make_env):
@@ -63,16 +86,16 @@ def test_requires_grad_tensors_are_detached(make_env):
     assert np.array_equal(obs, [1.0, 2.0])
 
 
-def test_dlpack_objects_share_memory(make_env):
+def test_dlpack_objects_are_read_and_copied(make_env):
     array = np.array([3.0, 4.0], np.float32)
     obs = step_obs(make_env, DLPackOnly(array))
-    assert np.array_equal(obs, array) and np.shares_memory(obs, array)
+    assert np.array_equal(obs, array) and not np.shares_memory(obs, array)  # the producer may write again
 
 
-def test_array_interface_objects_share_memory(make_env):
+def test_array_interface_objects_are_read_and_copied(make_env):
     array = np.array([3.0, 4.0], np.float32)
     obs = step_obs(make_env, ArrayInterfaceOnly(array))
-    assert np.array_equal(obs, array) and np.shares_memory(obs, array)
+    assert np.array_equal(obs, array) and not np.shares_memory(obs, array)
 
 
 def test_python_lists_become_arrays(make_env):

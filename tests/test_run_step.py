@@ -14,7 +14,7 @@ ACT1 = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 GRAD = (torch.is_grad_enabled, torch._C._set_grad_enabled)
 
 
-def plan(transition, *, grad=GRAD, limit=None, info_model_state=False, handed_out=None, reward_fn=None):
+def plan(transition, *, grad=GRAD, limit=None, info_model_state=False, protect=False, reward_fn=None):
     return (
         transition,
         _spaces.action_spec(ACT1, torch, None, True),
@@ -22,7 +22,7 @@ def plan(transition, *, grad=GRAD, limit=None, info_model_state=False, handed_ou
         reward_fn,
         None,
         info_model_state,
-        handed_out,
+        protect,
         None,
         grad,
         limit,
@@ -105,19 +105,33 @@ def test_run_step_calls_reward_fn_with_the_converted_action(core):
 
 def test_run_step_copies_an_observation_the_model_hands_back_in_place(core):
     buffer = torch.zeros(2)
-    handed = []
 
     def in_place(s, a):
         buffer.add_(1.0)
         return buffer, buffer
 
-    p = plan(in_place, handed_out=handed)
+    p = plan(in_place, protect=True)
     first = core.run_step(p, buffer, np.zeros(1, np.float32), 1)[1]
-    assert np.shares_memory(first, buffer.numpy())  # zero-copy the first time
     second = core.run_step(p, buffer, np.zeros(1, np.float32), 2)[1]
     core.run_step(p, buffer, np.zeros(1, np.float32), 3)
-    assert second.tolist() == [2.0, 2.0]  # the repeat was copied: later updates leave it alone
-    assert handed == [buffer.data_ptr()]
+    assert first.tolist() == [1.0, 1.0] and second.tolist() == [2.0, 2.0]  # copied at once: the model holds it
+    assert not np.shares_memory(first, buffer.numpy())
+
+
+def test_run_step_hands_a_fresh_tensor_out_without_a_copy(core):
+    made = []
+
+    def fresh(s, a):
+        nxt = s + a
+        obs = nxt * 2
+        made.append(obs.data_ptr())  # an address, not the tensor: holding it would be sharing
+        return nxt, obs
+
+    p = plan(fresh, protect=True)
+    obs = core.run_step(p, torch.zeros(2), np.ones(1, np.float32), 1)[1]
+    assert obs.__array_interface__["data"][0] == made[0] and obs.tolist() == [2.0, 2.0]
+    unprotected = core.run_step(plan(lambda s, a: (s, s)), torch.zeros(2), np.ones(1, np.float32), 1)[1]
+    assert unprotected.base is not None  # without protect a state alias is viewed, as conversions do
 
 
 @pytest.mark.parametrize(
@@ -141,8 +155,7 @@ def test_backends_agree_on_run_step():
     results = []
     for name in _backend.available():
         core = _backend.load(name)
-        handed = []
-        p = plan(step_result, limit=2, info_model_state=True, handed_out=handed)
+        p = plan(step_result, limit=2, info_model_state=True, protect=True)
         state, rows = torch.zeros(2), []
         for t in range(1, 4):
             state, obs, reward, terminated, truncated, info = core.run_step(p, state, np.ones(1, np.float32), t)
@@ -231,7 +244,7 @@ def test_pickled_env_keeps_its_options_and_plan(make_env):
 # run_step_batch: the vector env's step in one core call.
 
 
-def batch_plan(transition, n=3, *, grad=GRAD, limit=None, check=None, handed_out=None):
+def batch_plan(transition, n=3, *, grad=GRAD, limit=None, check=None, protect=False):
     return (
         transition,
         _spaces.action_spec(gym.spaces.Box(-1.0, 1.0, (3, 1), np.float32), torch, None, True),
@@ -239,7 +252,7 @@ def batch_plan(transition, n=3, *, grad=GRAD, limit=None, check=None, handed_out
         None,
         None,
         n,
-        handed_out,
+        protect,
         None,
         grad,
         limit,
@@ -304,7 +317,7 @@ def test_backends_agree_on_run_step_batch():
     for name in _backend.available():
         core = _backend.load(name)
         state, elapsed, rows = torch.zeros(3, 2), np.zeros(3, np.int64), []
-        p = batch_plan(batch_result, limit=3, handed_out=[])
+        p = batch_plan(batch_result, limit=3, protect=True)
         for _ in range(3):
             state, obs, reward, terminated, truncated, info, elapsed, ended = core.run_step_batch(
                 p, state, np.full((3, 1), 0.5, np.float32), elapsed

@@ -177,13 +177,33 @@ def test_in_place_vector_model_never_changes_kept_observations(backend):
     assert [k[0, 0] for k in kept] == [1.0, 2.0, 3.0, 4.0]
 
 
-def test_fresh_tensors_stay_zero_copy_and_share_the_models_memory(make_env):
-    sets = [torch.full((4,), float(i)) for i in range(2)]
+def test_alternating_buffers_never_change_a_kept_observation(make_env):
+    buffers = [torch.zeros(4) for _ in range(2)]
     count = iter(range(1000))
 
     def step(model, state, action):
-        t = sets[next(count) % 2]
+        i = next(count)
+        t = buffers[i % 2]
+        t.fill_(float(i))  # writes into the buffer it returned two steps ago
         return t, t
+
+    env = make_env(
+        None, BOX4, ACT1, transition_fn=step, initial_state=torch.zeros(4), initial_observation=torch.zeros(4)
+    )
+    env.reset(seed=0)
+    kept = [env.step(np.zeros(1, np.float32))[0] for _ in range(6)]
+    assert [k[0] for k in kept] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert not any(np.shares_memory(k, b.numpy()) for k in kept for b in buffers)
+
+
+def test_fresh_tensors_stay_zero_copy(make_env):
+    made = []
+
+    def step(model, state, action):
+        nxt = state + 1
+        obs = nxt * 10
+        made.append(obs.data_ptr())  # an address, not the tensor: holding it would be sharing
+        return nxt, obs
 
     env = make_env(
         None, BOX4, ACT1, transition_fn=step, initial_state=torch.zeros(4), initial_observation=torch.zeros(4)
@@ -191,24 +211,47 @@ def test_fresh_tensors_stay_zero_copy_and_share_the_models_memory(make_env):
     env.reset(seed=0)
     for i in range(4):
         obs = env.step(np.zeros(1, np.float32))[0]
-        source = sets[i % 2]
-        assert obs.__array_interface__["data"][0] == source.data_ptr()  # a view, not a copy
-    obs *= 100  # documented: writing into an observation writes into the model's tensor
-    assert sets[1][0].item() == 100.0
+        assert obs.__array_interface__["data"][0] == made[-1]  # a view of the model's tensor, not a copy
+        assert obs[0] == 10.0 * (i + 1)
 
 
-def test_handed_out_rule_on_the_core(core):
+def test_secure_observation_on_the_core(core):
     spec = _spaces.observation_spec(BOX4)
-    t = torch.zeros(4)
-    handed = []
-    first = core.conform_observation(t, spec, "observation", handed)
-    assert handed == [t.data_ptr()]
-    again = core.conform_observation(t, spec, "observation", handed)
-    assert again.__array_interface__["data"][0] != t.data_ptr()  # copied: the same memory came back
-    assert first.__array_interface__["data"][0] == t.data_ptr()
-    assert handed == [t.data_ptr()]
-    with pytest.raises(TypeError, match="handed_out must be a list or None, got tuple"):
-        core.conform_observation(t, spec, "observation", ())
+    held = torch.zeros(4)
+    out = core.secure_observation((None, core.conform_observation(held, spec, "observation", True)), 1)
+    assert not np.shares_memory(out[1], held.numpy())  # the caller still holds the tensor: copied
+    out = core.secure_observation((None, core.conform_observation(torch.ones(4), spec, "observation", True)), 1)
+    assert out[1].base is not None and out[1].tolist() == [1.0] * 4  # nothing else holds it: a view
+    mine = np.zeros(4, np.float32)
+    out = core.secure_observation((mine,), 0)
+    assert out[0] is not mine and np.array_equal(out[0], mine)  # the caller holds it: copied
+    items = ({"a": np.ones(2), "b": (np.zeros(3), np.zeros(0))},)
+    assert core.secure_observation(items, 0) is items  # nothing shared: the same tuple
+    with pytest.raises(TypeError, match="items must be a tuple, got list"):
+        core.secure_observation([mine], 0)
+    with pytest.raises(IndexError, match="index 3 is outside a tuple of 1 items"):
+        core.secure_observation((mine,), 3)
+
+
+def test_secure_observation_copies_memory_another_library_owns(core):
+    class DLPackOnly:
+        def __init__(self, array):
+            self.array = array
+
+        def __dlpack__(self, **kwargs):
+            return self.array.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):
+            return self.array.__dlpack_device__()
+
+    source = np.arange(4, dtype=np.float32)
+    spec = _spaces.observation_spec(BOX4)
+    out = core.secure_observation((None, core.conform_observation(DLPackOnly(source), spec, "observation", True)), 1)
+    assert np.array_equal(out[1], source) and not np.shares_memory(out[1], source)
+    numpy_backed = torch.from_numpy(source)
+    out = core.conform_observation(numpy_backed, spec, "observation", True)
+    assert not np.shares_memory(out, source)  # torch did not allocate it: copied at once
+    assert np.shares_memory(core.conform_observation(numpy_backed, spec), source)  # unprotected: a view
 
 
 # 2. Conjugate and negative-bit views have the right values.
@@ -636,14 +679,3 @@ def _half_torch(backend):
 
 def test_set_torch_is_all_or_nothing(backend):
     isolated(_half_torch, backend)
-
-
-def test_handed_out_is_unchanged_by_a_failed_conversion(core):
-    spec = _spaces.observation_spec(gym.spaces.Tuple([BOX4, BOX4]))
-    t = torch.zeros(4)
-    handed = [12345]
-    with pytest.raises(ValueError, match=r"observation\[1\] must have shape"):
-        core.conform_observation((t, torch.zeros(3)), spec, "observation", handed)
-    assert handed == [12345]
-    core.conform_observation((t, torch.ones(4)), spec, "observation", handed)
-    assert handed[0] == t.data_ptr() and len(handed) == 2

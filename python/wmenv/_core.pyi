@@ -11,9 +11,10 @@ def conform_observation(
     obs: Any,
     spec: Any,
     path: str = "observation",
-    handed_out: Optional[list] = None,
+    protect: bool = False,
     cast_hook: Optional[Callable[[str, np.ndarray, Any], Any]] = None,
 ) -> Any: ...
+def secure_observation(items: tuple, index: int) -> tuple: ...
 def matches_structure(x: Any, spec: Any) -> bool: ...
 def as_reward(x: Any) -> float: ...
 def as_flag(x: Any, name: str) -> bool: ...
@@ -26,7 +27,7 @@ def normalize_step(
     terminal_fn: Optional[Callable[[Any, Any, Any], Any]],
     elapsed_steps: int,
     info_model_state: bool,
-    handed_out: Optional[list] = None,
+    protect: bool = False,
     cast_hook: Optional[Callable[[str, np.ndarray, Any], Any]] = None,
 ) -> tuple[Any, Any, float, bool, bool, dict]: ...
 def normalize_reset(
@@ -34,7 +35,7 @@ def normalize_reset(
     obs_spec: Any,
     default_state: Any,
     default_obs: Any,
-    handed_out: Optional[list] = None,
+    protect: bool = False,
     cast_hook: Optional[Callable[[str, np.ndarray, Any], Any]] = None,
 ) -> tuple[Any, Any, dict]: ...
 def convert_action(action: Any, spec: Any) -> Any: ...
@@ -47,7 +48,7 @@ def normalize_step_batch(
     reward_fn: Optional[Callable[[Any, Any, Any], Any]],
     terminal_fn: Optional[Callable[[Any, Any, Any], Any]],
     num_envs: int,
-    handed_out: Optional[list] = None,
+    protect: bool = False,
     cast_hook: Optional[Callable[[str, np.ndarray, Any], Any]] = None,
 ) -> tuple[Any, Any, np.ndarray, np.ndarray, np.ndarray, dict]: ...
 def run_step(plan: tuple, state: Any, action: Any, elapsed_steps: int) -> tuple[Any, Any, float, bool, bool, dict]: ...

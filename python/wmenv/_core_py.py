@@ -11,10 +11,10 @@ The functions take *specs*, plain tuples precompiled from Gymnasium spaces by
   ``(0, shape, dtype)`` for array spaces, ``(1, keys, subspecs)`` for ``Dict``
   and ``(2, subspecs)`` for ``Tuple``.
 * step plan (:func:`run_step`): ``(transition, action_spec, obs_spec,
-  reward_fn, terminal_fn, info_model_state, handed_out, cast_hook,
+  reward_fn, terminal_fn, info_model_state, protect, cast_hook,
   grad_switch, max_episode_steps)``.
 * batch step plan (:func:`run_step_batch`): ``(transition, action_spec,
-  obs_spec, reward_fn, terminal_fn, num_envs, handed_out, cast_hook,
+  obs_spec, reward_fn, terminal_fn, num_envs, protect, cast_hook,
   grad_switch, max_episode_steps, action_check)``.
 * action spec: ``None`` (pass the action through) or ``(shape, size, dtype,
   low, n, space_repr, torch_dtype, device, to_torch, integral)``; ``n`` is
@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,6 +51,7 @@ __all__ = [
     "parse_step",
     "run_step",
     "run_step_batch",
+    "secure_observation",
     "set_torch",
     "to_numpy",
 ]
@@ -80,10 +82,11 @@ def set_torch(module) -> None:
     type and a callable ``from_numpy`` is a ``TypeError`` and leaves the
     previous registration in place.
     """
-    global _Tensor, _from_numpy
+    global _Tensor, _from_numpy, _use_count, _STORAGE_ALONE
     if module is None:
         _Tensor = None
         _from_numpy = None
+        _use_count = None
         return
     tensor = getattr(module, "Tensor", None)
     from_numpy = getattr(module, "from_numpy", None)
@@ -93,6 +96,22 @@ def set_torch(module) -> None:
         )
     _Tensor = tensor
     _from_numpy = from_numpy
+    _use_count, _STORAGE_ALONE = _calibrate(module)
+
+
+def _calibrate(module):
+    """torch's storage use count of memory that only one converted array
+    views, measured on a probe; ``(None, -1)`` where torch cannot tell (every
+    tensor leaf is then copied)."""
+    count = getattr(getattr(module, "_C", None), "_storage_Use_Count", None)
+    zeros = getattr(module, "zeros", None)
+    if not callable(count) or not callable(zeros):
+        return None, -1
+    try:
+        probe = zeros(2).detach().numpy()
+        return count, count(probe.base.untyped_storage()._cdata)
+    except Exception:  # a torch-like module without storages
+        return None, -1
 
 
 def _format_shape(shape) -> str:
@@ -123,16 +142,32 @@ def _tensor_to_numpy(x):
     return arr
 
 
-def _leaf(x):
-    """``(to_numpy(x), view_of)``: ``view_of`` is ``x`` when the array is known
-    to view ``x``'s memory from ``x.data_ptr()`` on (a plain CPU tensor, the
-    usual leaf, converted by one ``detach`` and one ``numpy``), else ``None``."""
+def _leaf(x, protect=False):
+    """``to_numpy(x)``; with ``protect``, a tensor whose memory torch did not
+    allocate (a tensor over a NumPy array or another library's buffer, or
+    memory already viewed as NumPy: its storage is not resizable) is copied,
+    since whoever owns that memory can write into it unseen."""
     if type(x) is _Tensor:
+        # perf: a plain CPU tensor takes one detach and one numpy (and, to
+        # protect, one storage look-up); anything else the long way
         try:
-            return x.detach().numpy(), x
-        except Exception:  # the long way raises what applies
+            if protect and not x.untyped_storage().resizable():
+                return x.detach().numpy().copy()
+            return x.detach().numpy()
+        except Exception:  # the long way below raises what applies
             pass
-    return to_numpy(x), None
+    if protect and _Tensor is not None and isinstance(x, _Tensor) and _foreign_memory(x):
+        return to_numpy(x).copy()
+    return to_numpy(x)
+
+
+def _foreign_memory(x) -> bool:
+    """Whether a tensor's host memory is not torch's own fresh allocation
+    (its storage is not resizable); unknowable storage counts as foreign."""
+    try:
+        return bool(x.is_cpu) and not x.untyped_storage().resizable()
+    except Exception:  # no real storage: the conversion decides what happens
+        return True
 
 
 def _dlpack_device(x):
@@ -175,49 +210,18 @@ def _pairs(mapping):
     return pairs
 
 
-def _address(arr):
-    """Where a non-empty array's data starts, or 0 for an empty one."""
-    return arr.__array_interface__["data"][0] if arr.size else 0
-
-
-# The memory addresses of the previous conversion, and this one's: a
-# ``hand_out`` is ``(previous, current)``, ``previous`` the caller's
-# ``handed_out`` list (the addresses the previous call handed out) and
-# ``current`` a new list. A leaf whose memory starts at one of the previous
-# addresses is the model's in-place update of what the user already holds,
-# so it is copied. Once the conversion has succeeded, the caller's list is
-# replaced by ``current`` (the addresses of the memory the model returned,
-# copied or not); a conversion that raises leaves it as it was.
-
-
-def _seen(hand_out, arr, source=None) -> bool:
-    """Whether ``arr`` starts at an address the previous call handed out
-    (``source``: what ``arr`` views, from :func:`_leaf`); records the address."""
-    if not arr.size:
-        return False
-    # a view of a tensor starts at its data_ptr(), cheaper to ask than the array
-    address = _address(arr) if source is None else source.data_ptr()
-    if not address:
-        return False
-    hand_out[1].append(address)
-    return address in hand_out[0]
-
-
-def _to_numpy_tree(x, depth, hand_out):
+def _to_numpy_tree(x, depth, protect):
     if x is None:
         return None
     if depth > _MAX_DEPTH:
         raise ValueError(_TOO_DEEP)
     if isinstance(x, Mapping):
-        return {k: _to_numpy_tree(v, depth + 1, hand_out) for k, v in _pairs(x)}
+        return {k: _to_numpy_tree(v, depth + 1, protect) for k, v in _pairs(x)}
     if isinstance(x, tuple):
-        return tuple([_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)])
+        return tuple([_to_numpy_tree(v, depth + 1, protect) for v in tuple(x)])
     if isinstance(x, list):
-        return [_to_numpy_tree(v, depth + 1, hand_out) for v in tuple(x)]
-    arr, view_of = _leaf(x)
-    if hand_out is not None and _seen(hand_out, arr, view_of):
-        arr = arr.copy()
-    return arr
+        return [_to_numpy_tree(v, depth + 1, protect) for v in tuple(x)]
+    return _leaf(x, protect)
 
 
 _checked_specs: dict = {}  # id -> spec: specs live as long as their env, so check each once
@@ -253,26 +257,18 @@ def _check_spec(spec) -> int:
     raise TypeError(f"observation spec must be None or a tuple made by wmenv._spaces.observation_spec, got {spec!r}")
 
 
-def conform_observation(obs, spec, path: str = "observation", handed_out=None, cast_hook=None):
+def conform_observation(obs, spec, path: str = "observation", protect=False, cast_hook=None):
     """Converts ``obs`` to NumPy and makes it fit ``spec``.
 
     Array leaves are cast to the spec's dtype; a shape that differs raises
     ``ValueError`` naming both shapes. ``None`` passes through (the caller
-    samples the space). ``handed_out``, when given, is a list of the memory
-    addresses the previous call handed out: a leaf viewing one of them again
-    (a model that updates its tensor in place) is copied, and the list is
-    replaced by this call's addresses. ``cast_hook``, when given, is called
-    as ``cast_hook(path, array, dtype)`` before an array leaf is cast to the
-    spec's dtype (only casting leaves pay for it).
+    samples the space). ``protect`` (for observations handed to a user):
+    a tensor leaf whose memory torch did not allocate is copied (see
+    :func:`secure_observation` for the rest of the rule). ``cast_hook``,
+    when given, is called as ``cast_hook(path, array, dtype)`` before an
+    array leaf is cast to the spec's dtype (only casting leaves pay for it).
     """
-    if handed_out is None:
-        return _conform(obs, spec, path, 0, None, cast_hook)
-    if type(handed_out) is not list:
-        raise TypeError(f"handed_out must be a list or None, got {type(handed_out).__name__}")
-    current: list = []
-    out = _conform(obs, spec, path, 0, (handed_out, current), cast_hook)
-    handed_out[:] = current
-    return out
+    return _conform(obs, spec, path, 0, bool(protect), cast_hook)
 
 
 def _batch_hint(shape, expected):
@@ -281,28 +277,25 @@ def _batch_hint(shape, expected):
     return ""
 
 
-def _conform(obs, spec, path, depth, hand_out, cast_hook):
+def _conform(obs, spec, path, depth, protect, cast_hook):
     if obs is None:
         return None
     if spec is None:
-        return _to_numpy_tree(obs, depth, hand_out)
+        return _to_numpy_tree(obs, depth, protect)
     if depth > _MAX_DEPTH:
         raise ValueError(_TOO_DEEP)
     kind = spec[0] if _checked_specs.get(id(spec)) is spec else _spec_kind(spec)
     if kind == 0:
-        arr, view_of = _leaf(obs)
+        arr = _leaf(obs, protect)
         if arr.shape != spec[1]:
             raise ValueError(
                 f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(arr.shape)}"
                 + _batch_hint(arr.shape, spec[1])
             )
-        seen = hand_out is not None and _seen(hand_out, arr, view_of)
         if arr.dtype != spec[2]:
             if cast_hook is not None:
                 cast_hook(path, arr, spec[2])
             arr = arr.astype(spec[2])
-        elif seen:
-            arr = arr.copy()
         return arr
     if kind == 1:
         if not isinstance(obs, Mapping):
@@ -311,7 +304,7 @@ def _conform(obs, spec, path, depth, hand_out, cast_hook):
         for key, sub in zip(spec[1], spec[2]):
             if key not in obs:
                 raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
-            out[key] = _conform(obs[key], sub, f"{path}[{key!r}]", depth + 1, hand_out, cast_hook)
+            out[key] = _conform(obs[key], sub, f"{path}[{key!r}]", depth + 1, protect, cast_hook)
         return out
     subs = spec[1]
     if not isinstance(obs, (tuple, list)):
@@ -321,10 +314,116 @@ def _conform(obs, spec, path, depth, hand_out, cast_hook):
         raise ValueError(f"{path} must have {len(subs)} items for a Tuple space, got {len(items)}")
     return tuple(
         [
-            _conform(item, sub, f"{path}[{i}]", depth + 1, hand_out, cast_hook)
+            _conform(item, sub, f"{path}[{i}]", depth + 1, protect, cast_hook)
             for i, (item, sub) in enumerate(zip(items, subs))
         ]
     )
+
+
+# Ownership: after a step, an observation leaf may keep viewing the model's
+# memory only if nothing but the observation still references that memory
+# (the model made it for this result and kept no reference to it, and it is
+# no part of the next state); anything else the model could write into again
+# before the user is done with it, so it is copied. References are counted:
+# Python references to each array and to what it views, and torch's own count
+# of the tensors on a storage. The counts of memory only the observation
+# holds are measured once, on this interpreter and torch (_calibrate), so
+# nothing here depends on how many references a Python version keeps.
+
+_getrefcount = sys.getrefcount
+_use_count = None  # torch._C._storage_Use_Count, when torch is registered
+_SAME = object()  # a subtree needing no copy
+
+
+def _refs_in(container, key) -> int:
+    return _getrefcount(container[key])
+
+
+def _base_refs(arr) -> int:
+    return _getrefcount(arr.base)
+
+
+def _storage_refs(tensor) -> int:
+    return _use_count(tensor.untyped_storage()._cdata)
+
+
+_ALONE = _refs_in([object()], 0)
+_BASE_ALONE = _base_refs(np.zeros(2)[1:])
+_STORAGE_ALONE = -1  # set by set_torch
+
+
+def _exclusive(arr) -> bool:
+    """Whether nothing but ``arr`` (itself referenced only by its container)
+    references the memory it views, following its chain of bases."""
+    while True:
+        if arr.base is None:
+            return True
+        if _base_refs(arr) != _BASE_ALONE:
+            return False
+        base = arr.base
+        if type(base) is _NDArray:
+            arr = base
+            continue
+        if _use_count is not None and type(base) is _Tensor:
+            return _storage_refs(base) == _STORAGE_ALONE
+        return False  # memory of another library: who else holds it is unknown
+
+
+def _secured(container, key, depth):
+    """``container[key]`` with every shared leaf copied, or ``_SAME``."""
+    alone = _refs_in(container, key) == _ALONE
+    x = container[key]
+    t = type(x)
+    if t is _NDArray:
+        if not x.size or (alone and _exclusive(x)):
+            return _SAME
+        return x.copy()
+    if depth > _MAX_DEPTH:
+        raise ValueError(_TOO_DEEP)
+    if t is dict:
+        out = None
+        for k in tuple(x):
+            new = _secured(x, k, depth + 1)
+            if new is not _SAME:
+                if out is None:
+                    out = dict(x)
+                out[k] = new
+        return _SAME if out is None else out
+    if t is tuple or t is list:
+        items = None
+        for i in range(len(x)):
+            new = _secured(x, i, depth + 1)
+            if new is not _SAME:
+                if items is None:
+                    items = list(x)
+                items[i] = new
+        if items is None:
+            return _SAME
+        return tuple(items) if t is tuple else items
+    return _SAME
+
+
+def secure_observation(items, index: int):
+    """``items`` (a tuple) with the observation at ``items[index]`` made safe
+    to hand to a user: every NumPy leaf that still shares its memory with
+    anything else (the model's own buffers, the next state, views of either,
+    another leaf) replaced by a copy; a leaf nothing else references keeps
+    viewing the model's memory (zero-copy).
+
+    Call it after the model's raw result is gone, holding the observation
+    through ``items`` alone (as a core function returns it): references held
+    anywhere else count as sharing.
+    """
+    if type(items) is not tuple:
+        raise TypeError(f"items must be a tuple, got {type(items).__name__}")
+    if not -len(items) <= index < len(items):
+        raise IndexError(f"index {index} is outside a tuple of {len(items)} items")
+    new = _secured(items, index, 0)
+    if new is _SAME:
+        return items
+    out = list(items)
+    out[index] = new
+    return tuple(out)
 
 
 def _leaf_shape(x):
@@ -490,7 +589,7 @@ def normalize_step(
     terminal_fn,
     elapsed_steps,
     info_model_state,
-    handed_out=None,
+    protect=False,
     cast_hook=None,
 ):
     """Parses one transition result into
@@ -500,7 +599,7 @@ def normalize_step(
     ``(next_state, raw_observation, action)``; they run only when the result
     carries no reward or termination. ``info`` is a new dict holding
     ``elapsed_steps`` and, when ``info_model_state``, ``model_state``.
-    ``handed_out`` and ``cast_hook`` are :func:`conform_observation`'s.
+    ``protect`` and ``cast_hook`` are :func:`conform_observation`'s.
     """
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None:
@@ -523,7 +622,7 @@ def normalize_step(
             info["model_state"] = next_state
         if "elapsed_steps" not in info:
             info["elapsed_steps"] = elapsed_steps
-    obs = conform_observation(obs, obs_spec, "observation", handed_out, cast_hook)
+    obs = conform_observation(obs, obs_spec, "observation", protect, cast_hook)
     return next_state, obs, reward, terminated, truncated, info
 
 
@@ -545,7 +644,7 @@ def run_step(plan, state, action, elapsed_steps):
     transition, :func:`normalize_step` and the time limit.
 
     ``plan`` is ``(transition, action_spec, obs_spec, reward_fn, terminal_fn,
-    info_model_state, handed_out, cast_hook, grad_switch, max_episode_steps)``:
+    info_model_state, protect, cast_hook, grad_switch, max_episode_steps)``:
     ``transition(state, model_action)`` gives the step result; the next five
     are :func:`normalize_step`'s; ``grad_switch`` is ``None`` (autograd left
     as it is) or ``(is_grad_enabled, set_grad_enabled)``, and then autograd is
@@ -556,9 +655,7 @@ def run_step(plan, state, action, elapsed_steps):
     """
     if type(plan) is not tuple or len(plan) != 10:
         raise TypeError("step plan must be a 10-tuple")
-    transition, action_spec, obs_spec, reward_fn, terminal_fn, info_model_state, handed_out, cast_hook, grad, limit = (
-        plan
-    )
+    transition, action_spec, obs_spec, reward_fn, terminal_fn, info_model_state, protect, cast_hook, grad, limit = plan
     restore = _grad_off(grad)
     try:
         model_action = convert_action(action, action_spec)
@@ -572,9 +669,12 @@ def run_step(plan, state, action, elapsed_steps):
             terminal_fn,
             elapsed_steps,
             info_model_state,
-            handed_out,
+            protect,
             cast_hook,
         )
+        del result  # the model's raw outputs go: what still shares memory after that is shared
+        if protect:
+            out = secure_observation(out, 1)
     finally:
         if restore:
             grad[1](True)
@@ -589,16 +689,14 @@ def run_step_batch(plan, state, action, elapsed):
     :func:`normalize_step_batch` and :func:`count_steps` on ``elapsed``.
 
     ``plan`` is ``(transition, action_spec, obs_spec, reward_fn, terminal_fn,
-    num_envs, handed_out, cast_hook, grad_switch, max_episode_steps,
+    num_envs, protect, cast_hook, grad_switch, max_episode_steps,
     action_check)``; ``grad_switch`` as in :func:`run_step` (autograd is off
     up to the end of the normalization). Returns
     ``(next_state, obs, reward, terminated, truncated, info, elapsed, ended)``.
     """
     if type(plan) is not tuple or len(plan) != 11:
         raise TypeError("batch step plan must be an 11-tuple")
-    transition, action_spec, obs_spec, reward_fn, terminal_fn, num_envs, handed_out, cast_hook, grad, limit, check = (
-        plan
-    )
+    transition, action_spec, obs_spec, reward_fn, terminal_fn, num_envs, protect, cast_hook, grad, limit, check = plan
     if type(num_envs) is not int:
         raise TypeError(f"num_envs must be an int, got {type(num_envs).__name__}")
     restore = _grad_off(grad)
@@ -608,8 +706,11 @@ def run_step_batch(plan, state, action, elapsed):
             check(model_action)
         result = transition(state, model_action)
         out = normalize_step_batch(
-            result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out, cast_hook
+            result, state, model_action, obs_spec, reward_fn, terminal_fn, num_envs, protect, cast_hook
         )
+        del result
+        if protect:
+            out = secure_observation(out, 1)
     finally:
         if restore:
             grad[1](True)
@@ -639,12 +740,12 @@ def as_batch(x, num_envs: int, dtype, name: str):
 
 
 def normalize_step_batch(
-    result, state, action, obs_spec, reward_fn, terminal_fn, num_envs, handed_out=None, cast_hook=None
+    result, state, action, obs_spec, reward_fn, terminal_fn, num_envs, protect=False, cast_hook=None
 ):
     """Parses a batched transition result into ``(next_state, obs, reward,
     terminated, truncated, info)``: ``reward`` a new ``float32`` array and the
     flags new ``bool`` arrays of shape ``(num_envs,)``, ``obs`` conformed to
-    the batched ``obs_spec``, ``info`` a new dict; ``handed_out`` and
+    the batched ``obs_spec``, ``info`` a new dict; ``protect`` and
     ``cast_hook`` are :func:`conform_observation`'s."""
     next_state, obs, reward, terminated, truncated, info = parse_step(result, state)
     if reward is None and reward_fn is None:
@@ -664,17 +765,17 @@ def normalize_step_batch(
     else:
         truncated = as_batch(truncated, num_envs, _BOOL, "truncated")
     info = _info_dict(info)
-    obs = conform_observation(obs, obs_spec, "observation", handed_out, cast_hook)
+    obs = conform_observation(obs, obs_spec, "observation", protect, cast_hook)
     return next_state, obs, reward, terminated, truncated, info
 
 
-def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=None, cast_hook=None):
+def normalize_reset(result, obs_spec, default_state, default_obs, protect=False, cast_hook=None):
     """Parses a reset result into ``(state, obs, info)``.
 
     A state the result does not carry is ``default_state``, or the raw
     observation when that is ``None``; an observation it does not carry is
     ``default_obs``. ``obs`` is ``None`` when none is known (the caller samples).
-    ``handed_out`` and ``cast_hook`` are :func:`conform_observation`'s.
+    ``protect`` and ``cast_hook`` are :func:`conform_observation`'s.
     """
     state = default_state
     info = None
@@ -707,7 +808,7 @@ def normalize_reset(result, obs_spec, default_state, default_obs, handed_out=Non
     if state is None:
         state = obs
     info = _info_dict(info)
-    return state, conform_observation(obs, obs_spec, "observation", handed_out, cast_hook), info
+    return state, conform_observation(obs, obs_spec, "observation", protect, cast_hook), info
 
 
 def _action_error(size, space_repr, shape):

@@ -120,6 +120,7 @@ class _AdapterHost:
         "_start",
         "_run_step",
         "_run_step_batch",
+        "_secure",
         "_plan",
     )
 
@@ -136,6 +137,7 @@ class _AdapterHost:
         self._count_steps = core.count_steps
         self._run_step = core.run_step
         self._run_step_batch = core.run_step_batch
+        self._secure = core.secure_observation
         self._to_numpy = core.conform_observation
         self._compile_specs()
         gen = self._generator
@@ -223,10 +225,6 @@ class _AdapterHost:
         self._generator = _new_generator(world_model, self.device)
         self.backend = _backend.DEFAULT if self.backend is None else self.backend
         self._closed = False
-        # Addresses of the memory the last observation came from: the model
-        # handing the same memory back (an in-place update) gets it copied, so
-        # no observation a user keeps changes under them.
-        self._handed_out = []
         # Results come back from a device through one synchronisation per step
         # when the model runs there: known from `device`, or seen in a reset's state.
         self._on_device = _torch is not None and self.device is not None and _torch.device(self.device).type != "cpu"
@@ -298,7 +296,6 @@ class _AdapterHost:
         self.np_random.bit_generator.state = deep_copy(snapshot.np_random_state)  # type: ignore[attr-defined]
         if snapshot.autoreset is not None:
             self._autoreset = snapshot.autoreset.copy()
-        self._handed_out.clear()
         self._note_state_device(state)
 
     @property
@@ -333,6 +330,11 @@ class _AdapterHost:
         obs = self.observation_space.sample()
         return obs if self._torch_out is None else self._torch_out.observation(obs, self._obs_spec)
 
+    def _start_result(self):
+        """A reset result drawn from ``start_data`` (nothing else keeps its parts)."""
+        state, obs, indices = self._start.draw(1, self._generator, self.np_random, batched=False)
+        return (state, obs, {"start_index": indices[0]})
+
     def _reset_result(self, seed, options):
         """Runs the reset (or the default one) and parses it into ``(state, obs, info)``,
         sampling the observation space when no observation is known."""
@@ -340,8 +342,7 @@ class _AdapterHost:
             state = options["state"]
             result = (state, options.get("observation", state), None)
         elif self._start is not None:
-            state, obs, indices = self._start.draw(1, self._generator, self.np_random, batched=False)
-            result = (state, obs, {"start_index": indices[0]})
+            result = self._start_result()
         elif self._reset_call is None:
             result = (self.initial_state, self.initial_observation, None)
         else:
@@ -349,22 +350,20 @@ class _AdapterHost:
             if not self._notes.checked_keys["reset"]:
                 self._notes.check_keys("reset", result)
         if self._torch_out is not None:
-            state, obs, info = parse_reset(
-                result, self._model_obs_spec, self.initial_state, self.initial_observation, self._matches
-            )
+            out = parse_reset(result, self._model_obs_spec, self.initial_state, self.initial_observation, self._matches)
             if self._torch_out.device is None:  # beside the model's state, wherever that is
-                leaf = first_leaf(state)
+                leaf = first_leaf(out[0])
                 self._torch_out.device = None if leaf is None else leaf.device
-            obs = self._torch_out.observation(obs, self._model_obs_spec)
+            out = (out[0], self._torch_out.observation(out[1], self._model_obs_spec, protect=True), out[2])
+            del result
+            out = self._torch_out.secure(out, 1)
         else:
-            state, obs, info = self._normalize_reset(
-                result,
-                self._model_obs_spec,
-                self.initial_state,
-                self.initial_observation,
-                self._handed_out,
-                self._cast_hook,
+            out = self._normalize_reset(
+                result, self._model_obs_spec, self.initial_state, self.initial_observation, True, self._cast_hook
             )
+            del result  # what still shares the observation's memory now is the model's, or the state
+            out = self._secure(out, 1)
+        state, obs, info = out
         if self._batch_of_one and obs is not None:
             obs = _spaces.first_of_batch(obs)
         if obs is None:
@@ -530,7 +529,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             self._reward,
             self._terminal,
             self.info_model_state,
-            self._handed_out,
+            True,  # protect: observations handed out never change later
             self._cast_hook,
             grad_switch,
             self.max_episode_steps,
@@ -603,12 +602,14 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             if self._notes.unchecked:
                 self._notes.check_keys("step", result)
             if self._torch_out is not None:
-                state, obs, reward, terminated, truncated, info = self._torch_result(result, model_action, elapsed)
+                out = self._torch_result(result, model_action, elapsed)
+                del result  # what still shares the observation's memory now is the model's, or the state
+                out = self._torch_out.secure(out, 1)
             else:
                 reward_fn, terminal_fn = self._reward, self._terminal
                 if self._stage:
                     result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
-                state, obs, reward, terminated, truncated, info = self._normalize_step(
+                out = self._normalize_step(
                     result,
                     self._state,
                     model_action,
@@ -617,9 +618,12 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                     terminal_fn,
                     elapsed,
                     self.info_model_state,
-                    self._handed_out,
+                    True,
                     self._cast_hook,
                 )
+                del result
+                out = self._secure(out, 1)
+            state, obs, reward, terminated, truncated, info = out
             if self._batch_of_one and obs is not None:
                 obs = _spaces.first_of_batch(obs)
         finally:
@@ -652,7 +656,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         if self.info_model_state:
             info.setdefault("model_state", next_state)
         info.setdefault("elapsed_steps", elapsed)
-        return next_state, out.observation(obs, self._model_obs_spec), reward, terminated, truncated, info
+        return next_state, out.observation(obs, self._model_obs_spec, protect=True), reward, terminated, truncated, info
 
     def render(self):
         if self._render is not None:

@@ -18,6 +18,7 @@ cannot check an env in this mode; check the same env with ``output="numpy"``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -48,26 +49,30 @@ class TorchOutput:
     def __init__(self, device):
         self.device = None if device is None else _torch.device(device)
 
-    def tensor(self, x, dtype=None):
+    def tensor(self, x, dtype=None, protect=False):
         if isinstance(x, _torch.Tensor):
             t = x.detach()
         else:
             t = _torch.as_tensor(np.asarray(x))
+        if protect and _foreign(t):
+            t = t.clone()
         if self.device is not None and t.device != self.device:
             t = t.to(self.device, non_blocking=True)
         if dtype is not None and t.dtype != dtype:
             t = t.to(dtype)
         return t
 
-    def observation(self, obs, spec, path="observation"):
-        """``obs`` conformed to an observation spec (see ``_core_py``), as tensors."""
+    def observation(self, obs, spec, path="observation", protect=False):
+        """``obs`` conformed to an observation spec (see ``_core_py``), as
+        tensors; with ``protect``, leaves over memory torch did not allocate
+        (NumPy arrays, foreign buffers) are cloned (see :meth:`secure`)."""
         if obs is None:
             return None
         if spec is None:
-            return self._tree(obs)
+            return self._tree(obs, protect)
         kind = spec[0]
         if kind == 0:
-            t = self.tensor(obs)
+            t = self.tensor(obs, protect=protect)
             if tuple(t.shape) != spec[1]:
                 raise ValueError(f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(t.shape)}")
             want = _torch_dtype(spec[2])
@@ -79,21 +84,38 @@ class TorchOutput:
             for key, sub in zip(spec[1], spec[2]):
                 if key not in obs:
                     raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
-                out[key] = self.observation(obs[key], sub, f"{path}[{key!r}]")
+                out[key] = self.observation(obs[key], sub, f"{path}[{key!r}]", protect)
             return out
         if not isinstance(obs, (tuple, list)):
             raise TypeError(f"{path} must be a tuple for a Tuple space, got {type(obs).__name__}")
         items = tuple(obs)
         if len(items) != len(spec[1]):
             raise ValueError(f"{path} must have {len(spec[1])} items for a Tuple space, got {len(items)}")
-        return tuple(self.observation(item, sub, f"{path}[{i}]") for i, (item, sub) in enumerate(zip(items, spec[1])))
+        return tuple(
+            self.observation(item, sub, f"{path}[{i}]", protect) for i, (item, sub) in enumerate(zip(items, spec[1]))
+        )
 
-    def _tree(self, x):
+    def _tree(self, x, protect=False, depth=0):
+        if depth > _MAX_DEPTH:
+            raise ValueError(_TOO_DEEP)
         if isinstance(x, Mapping):
-            return {k: self._tree(v) for k, v in x.items()}
+            return {k: self._tree(v, protect, depth + 1) for k, v in x.items()}
         if isinstance(x, (tuple, list)):
-            return type(x)(self._tree(v) for v in tuple(x))
-        return self.tensor(x)
+            return type(x)(self._tree(v, protect, depth + 1) for v in tuple(x))
+        return self.tensor(x, protect=protect)
+
+    def secure(self, items, index):
+        """``items`` (a tuple) with the observation at ``items[index]`` safe to
+        hand out: every tensor leaf whose storage anything else still
+        references (the model's buffers, the next state, views) cloned; the
+        rule of ``wmenv._core_py.secure_observation``, for tensors. Call it
+        after the model's raw result is gone."""
+        new = _secured(items, index, 0)
+        if new is _SAME:
+            return items
+        out = list(items)
+        out[index] = new
+        return tuple(out)
 
     def scalar(self, x, dtype, name):
         """A one-element reward or flag as a 0-d tensor of ``dtype``."""
@@ -121,6 +143,75 @@ class TorchOutput:
     def zeros(self, num_envs, dtype, like=None):
         device = self.device if self.device is not None else (like.device if like is not None else None)
         return _torch.zeros(num_envs, dtype=dtype, device=device)
+
+
+_MAX_DEPTH = 64
+_TOO_DEEP = (
+    f"an observation nests containers more than {_MAX_DEPTH} levels deep; "
+    "a list or dict that contains itself cannot be converted"
+)
+_SAME = object()
+_getrefcount = sys.getrefcount
+_use_count = None if _torch is None else getattr(_torch._C, "_storage_Use_Count", None)
+
+
+def _foreign(t) -> bool:
+    """Memory torch did not allocate for this result (not resizable: NumPy's,
+    another library's, or memory already viewed as NumPy)."""
+    try:
+        return not t.untyped_storage().resizable()
+    except Exception:  # no real storage: nothing to tell, so treat it as shared
+        return True
+
+
+def _refs_in(container, key) -> int:
+    return _getrefcount(container[key])
+
+
+def _storage_refs(t) -> int:
+    return _use_count(t.untyped_storage()._cdata)  # type: ignore[misc]
+
+
+_ALONE = _refs_in([object()], 0)
+_STORAGE_ALONE = -1 if _use_count is None else _storage_refs(_torch.zeros(2).detach())
+
+
+def _secured(container, key, depth):
+    alone = _refs_in(container, key) == _ALONE
+    x = container[key]
+    if isinstance(x, _torch.Tensor):
+        if not x.numel():
+            return _SAME
+        if alone and _use_count is not None and type(x) is _torch.Tensor:
+            try:
+                if _storage_refs(x) == _STORAGE_ALONE:
+                    return _SAME
+            except Exception:  # no real storage
+                pass
+        return x.clone()
+    if depth > _MAX_DEPTH:
+        raise ValueError(_TOO_DEEP)
+    if type(x) is dict:
+        out = None
+        for k in tuple(x):
+            new = _secured(x, k, depth + 1)
+            if new is not _SAME:
+                if out is None:
+                    out = dict(x)
+                out[k] = new
+        return _SAME if out is None else out
+    if type(x) is tuple or type(x) is list:
+        items = None
+        for i in range(len(x)):
+            new = _secured(x, i, depth + 1)
+            if new is not _SAME:
+                if items is None:
+                    items = list(x)
+                items[i] = new
+        if items is None:
+            return _SAME
+        return tuple(items) if type(x) is tuple else items
+    return _SAME
 
 
 def _torch_dtype(dtype):

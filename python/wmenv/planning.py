@@ -108,14 +108,68 @@ class Rollout:
     final_state: Any
 
 
-def stack_tree(items):
-    """Stacks a list of like-structured observations leaf by leaf."""
-    first = items[0]
-    if isinstance(first, dict):
-        return {k: stack_tree([item[k] for item in items]) for k in first}
-    if isinstance(first, (tuple, list)):
-        return type(first)(stack_tree([item[i] for item in items]) for i in range(len(first)))
-    return np.stack(items)
+class ObservationRows:
+    """A rollout's observations, ``(horizon, ...)`` per leaf, filled row by
+    row: each step's observation is copied in as it arrives (the one copy a
+    final ``np.stack`` would make), so later model calls cannot change it.
+
+    Leaves are allocated from the batched observation spec where there is
+    one (so a rollout of horizon 0 has the space's layout), else from the
+    first observation.
+    """
+
+    def __init__(self, horizon: int, spec, num_envs: int):
+        self.horizon = horizon
+        self.num_envs = num_envs
+        self.rows = None if spec is None else _rows_for_spec(horizon, spec)
+        if self.rows is None and horizon == 0:
+            self.rows = np.zeros((0, num_envs))
+
+    def write(self, t: int, obs) -> None:
+        if self.rows is None:
+            self.rows = _rows_like(self.horizon, obs)
+        _write_row(self.rows, t, obs)
+
+
+def _rows_for_spec(horizon, spec):
+    kind = spec[0]
+    if kind == 0:
+        return np.empty((horizon,) + tuple(spec[1]), spec[2])
+    if kind == 1:
+        return {k: _rows_for_spec(horizon, sub) for k, sub in zip(spec[1], spec[2])}
+    return tuple(_rows_for_spec(horizon, sub) for sub in spec[1])
+
+
+def _rows_like(horizon, obs):
+    if isinstance(obs, dict):
+        return {k: _rows_like(horizon, v) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(_rows_like(horizon, v) for v in obs)
+    arr = np.asarray(obs)
+    return np.empty((horizon,) + arr.shape, arr.dtype)
+
+
+def _write_row(rows, t, obs):
+    if isinstance(rows, dict):
+        for k, v in rows.items():
+            _write_row(v, t, obs[k])
+    elif isinstance(rows, (tuple, list)):
+        for v, o in zip(rows, obs):
+            _write_row(v, t, o)
+    else:
+        rows[t] = obs
+
+
+def check_discount(discount):
+    """``discount`` as a float in [0, 1], or ``None``; a ValueError otherwise."""
+    if discount is None:
+        return None
+    if isinstance(discount, (bool, np.bool_)) or not isinstance(discount, (int, float, np.integer, np.floating)):
+        raise ValueError(f"discount must be None or a number in [0, 1], got {discount!r}")
+    value = float(discount)
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise ValueError(f"discount must be None or a number in [0, 1], got {discount!r}")
+    return value
 
 
 def discounted_returns(rewards: np.ndarray, discount: Optional[float]) -> np.ndarray:

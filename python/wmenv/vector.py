@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 from . import _backend, _spaces, _staging
 from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .output import first_leaf
-from .planning import Rollout, discounted_returns, scatter_by_mask, stack_tree
+from .planning import ObservationRows, Rollout, check_discount, discounted_returns, scatter_by_mask
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
@@ -257,7 +257,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             self._reward,
             self._terminal,
             self.num_envs,
-            self._handed_out,
+            True,  # protect: observations handed out never change later
             self._cast_hook,
             grad_switch,
             self.max_episode_steps,
@@ -305,12 +305,21 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         count = int(mask.sum())
         part_state, part_obs, indices = self._start.draw(count, self._generator, self.np_random, batched=True)
         new_state = scatter_by_mask(mask, part_state, state, self.batch_axes, "state")
-        raw_obs = self._to_numpy(part_obs, None)
-        new_obs = scatter_by_mask(mask, raw_obs, obs, 0, "observation")
-        new_obs = self._to_numpy(new_obs, self._obs_spec, "observation", self._handed_out, self._cast_hook)
+        del part_state
         start_index = np.full(self.num_envs, -1, np.int64)
         start_index[mask] = indices
-        return new_state, new_obs, {"start_index": start_index}
+        if self._torch_out is not None:
+            merged = [scatter_by_mask(mask, part_obs, obs, 0, "observation")]
+            del part_obs
+            out = (new_state, self._torch_out.observation(merged.pop(), self._obs_spec, protect=True))
+            return self._torch_out.secure(out, 1) + ({"start_index": start_index},)
+        raw = [self._to_numpy(part_obs, None)]
+        del part_obs
+        merged = [scatter_by_mask(mask, raw.pop(), obs, 0, "observation")]
+        # held by nothing but the tuple below, so that only true sharing (the
+        # start state viewing the observation) costs a copy
+        out = (new_state, self._to_numpy(merged.pop(), self._obs_spec, "observation", True, self._cast_hook))
+        return self._secure(out, 1) + ({"start_index": start_index},)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
@@ -368,15 +377,16 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             model_action = _staging.to_device(model_action, self._action_device)
         return model_action
 
-    def _advance(self, state, actions, handed_out):
+    def _advance(self, state, actions, protect):
         """One batched model call from ``state``: the normalized
-        ``(state, obs, reward, terminated, truncated, info)``."""
+        ``(state, obs, reward, terminated, truncated, info)``; with
+        ``protect``, an observation that is safe to hand out."""
         model_action = self._model_action(actions)
         result = self._transition(state, model_action)
         reward_fn, terminal_fn = self._reward, self._terminal
         if self._stage:
             result, reward_fn, terminal_fn = self._staged_from(state, result, model_action), None, None
-        return self._normalize_step_batch(
+        out = self._normalize_step_batch(
             result,
             state,
             model_action,
@@ -384,9 +394,13 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             reward_fn,
             terminal_fn,
             self.num_envs,
-            handed_out,
+            protect,
             self._cast_hook,
         )
+        if not protect:
+            return out
+        del result  # what still shares the observation's memory now is the model's, or the state
+        return self._secure(out, 1)
 
     def _rollout_advance(self):
         """``advance(state, actions) -> (state, obs, reward, terminated)`` for
@@ -395,8 +409,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         that around its loop), and its counters thrown away; else _advance."""
         plan = self._plan
         if plan is None or self._stage:
-            return lambda state, actions: self._advance(state, actions, None)[:4]
-        plan = plan[:6] + (None, plan[7], None, None, plan[10])
+            return lambda state, actions: self._advance(state, actions, False)[:4]
+        plan = plan[:6] + (False, plan[7], None, None, plan[10])
         counters = np.zeros(self.num_envs, np.int64)
         run = self._run_step_batch
         return lambda state, actions: run(plan, state, actions, counters)[:4]
@@ -432,8 +446,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 f"actions must have shape (horizon, {', '.join(map(str, want))}), got {tuple(actions.shape)}"
             )
         horizon = actions.shape[0]
+        discount = check_discount(discount)
         saved = None if self._generator is None else self._generator.get_state()
-        observations, rewards, terminated = [], np.zeros((horizon, self.num_envs), np.float32), None
+        # each step's observation is copied into its row as it arrives, so a
+        # model that writes into one buffer cannot change earlier rows
+        observations = ObservationRows(horizon, self._obs_spec, self.num_envs)
+        rewards = np.zeros((horizon, self.num_envs), np.float32)
         done = np.zeros(self.num_envs, np.bool_)
         flags = np.zeros((horizon, self.num_envs), np.bool_)
         advance = self._rollout_advance()
@@ -441,7 +459,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         try:
             for t in range(horizon):
                 state, obs, reward, term = advance(state, actions[t])
-                observations.append(obs)
+                observations.write(t, obs)
                 rewards[t] = np.where(done, 0.0, reward)
                 done = done | term
                 flags[t] = done
@@ -450,9 +468,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 _set_grad_enabled(True)
             if saved is not None:
                 self._generator.set_state(saved)
-        terminated = flags
-        stacked = stack_tree(observations) if observations else np.zeros((0, self.num_envs))
-        return Rollout(stacked, rewards, terminated, discounted_returns(rewards, discount), state)
+        return Rollout(observations.rows, rewards, flags, discounted_returns(rewards, discount), state)
 
     def _torch_step(self, actions):
         """``output="torch"``: the step with observations, rewards, flags,
@@ -464,17 +480,17 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         try:
             model_action = self._model_action(actions)
             result = self._transition(self._state, model_action)
-            state, obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
+            state, raw_obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
             n = self.num_envs
             if reward is None and self._reward is None:
                 reward = out.zeros(n, _torch.float32, self._elapsed)
             else:
-                reward = reward if reward is not None else self._reward(state, obs, model_action)
+                reward = reward if reward is not None else self._reward(state, raw_obs, model_action)
                 reward = out.batch(reward, n, _torch.float32, "reward")
             if terminated is None and self._terminal is None:
                 terminated = out.zeros(n, _torch.bool, self._elapsed)
             else:
-                terminated = terminated if terminated is not None else self._terminal(state, obs, model_action)
+                terminated = terminated if terminated is not None else self._terminal(state, raw_obs, model_action)
                 terminated = out.batch(terminated, n, _torch.bool, "terminated")
             if truncated is None or truncated is False:
                 truncated = out.zeros(n, _torch.bool, self._elapsed)
@@ -483,7 +499,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             if info is not None and not isinstance(info, dict):
                 raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
             info = {} if info is None else dict(info)
-            obs = out.observation(obs, self._obs_spec)
+            held = (out.observation(raw_obs, self._obs_spec, protect=True),)
+            del result, raw_obs  # what still shares the observation's memory now is the model's, or the state
+            obs = out.secure(held, 0)[0]
             elapsed = self._elapsed + 1
             if self.max_episode_steps is not None:
                 truncated = truncated | (elapsed >= self.max_episode_steps)
@@ -546,7 +564,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         else:
             restore = _grad_off(self._no_grad)
             try:
-                state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, self._handed_out)
+                state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, True)
                 elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self.max_episode_steps)
                 if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                     state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
