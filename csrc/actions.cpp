@@ -12,6 +12,8 @@ struct ActionSpec {
     PyObject* low;   // Python ints: the range check is exact at any magnitude
     PyObject* high;  // low + n, owned by the caller's holder
     bool discrete;
+    bool multi;     // MultiDiscrete/MultiBinary: low and n are arrays, one range per entry
+    PyObject* n;
     PyObject* space_repr;
     PyObject* torch_dtype;
     PyObject* device;
@@ -29,7 +31,14 @@ ActionSpec unpack(py::handle spec, py::object& high) {
     out.dtype = PyTuple_GET_ITEM(s, 2);
     out.low = PyTuple_GET_ITEM(s, 3);
     PyObject* n = PyTuple_GET_ITEM(s, 4);
-    if (PyLong_CheckExact(n)) {  // n >= 0, without making a 0 to compare with
+    out.n = n;
+    out.multi = false;
+    if (n == Py_None) {
+        out.discrete = false;
+    } else if (is_ndarray(n)) {
+        out.discrete = false;
+        out.multi = true;
+    } else if (PyLong_CheckExact(n)) {  // n >= 0, without making a 0 to compare with
         int overflow = 0;
         long long value = PyLong_AsLongLongAndOverflow(n, &overflow);
         if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
@@ -92,15 +101,61 @@ void check_integral_tensor(py::handle action, py::handle tensor, const ActionSpe
     }
 }
 
+// Whether every element of an object array is a Python int (not a subclass).
+bool all_python_ints(py::handle raw) {
+    py::object flat = getattr(raw, py::str("flat").ptr());
+    py::object iterator = steal(PyObject_GetIter(flat.ptr()));
+    bool any = false;
+    while (PyObject* item = PyIter_Next(iterator.ptr())) {
+        const bool is_int = PyLong_CheckExact(item);
+        Py_DECREF(item);
+        if (!is_int) return false;
+        any = true;
+    }
+    if (PyErr_Occurred()) throw py::error_already_set();
+    return any;
+}
+
 // The twin's _check_integral_array.
 void check_integral_array(py::handle action, py::handle raw, const ActionSpec& spec) {
     Refs& r = refs();
     char kind = py::detail::array_descriptor_proxy(py::detail::array_proxy(raw.ptr())->descr)->kind;
     if (kind == 'b' || kind == 'i' || kind == 'u') return;
+    if (kind == 'O' && all_python_ints(raw)) return;  // beyond int64: the range check says where they fall
     if (kind != 'f') not_integral(action, spec);
     if (!all_of(steal(PyObject_CallOneArg(r.np_isfinite, raw.ptr())))) not_integral(action, spec);
     py::object floor = steal(PyObject_CallOneArg(r.np_floor, raw.ptr()));
     if (!all_of(steal(PyObject_RichCompare(floor.ptr(), raw.ptr(), Py_EQ)))) not_integral(action, spec);
+}
+
+// The twin's _check_multi: each entry of the action within its own range.
+void check_multi(const ActionSpec& spec, py::handle values) {
+    static PyObject* flatnonzero = py::object(py::module_::import("numpy").attr("flatnonzero")).release().ptr();
+    const py::int_ minus_one(-1);
+    py::object flat = call_method(values, refs().s_reshape, minus_one);
+    py::object lows = call_method(spec.low, refs().s_reshape, minus_one);
+    py::object highs = steal(PyNumber_Add(lows.ptr(), call_method(spec.n, refs().s_reshape, minus_one).ptr()));
+    py::object below = steal(PyObject_RichCompare(flat.ptr(), lows.ptr(), Py_LT));
+    py::object above = steal(PyObject_RichCompare(flat.ptr(), highs.ptr(), Py_GE));
+    py::object bad = steal(PyObject_CallOneArg(flatnonzero, steal(PyNumber_Or(below.ptr(), above.ptr())).ptr()));
+    if (PyObject_Length(bad.ptr()) == 0) return;
+    py::object index = steal(PySequence_GetItem(bad.ptr(), 0));
+    auto number = [&index](py::handle array) {
+        return std::string(py::str(steal(PyNumber_Long(steal(PyObject_GetItem(array.ptr(), index.ptr())).ptr()))));
+    };
+    py::object last = steal(PyNumber_Subtract(steal(PyObject_GetItem(highs.ptr(), index.ptr())).ptr(),
+                                              py::int_(1).ptr()));
+    throw py::value_error("action " + std::string(py::str(call_method(values, py::str("tolist").ptr()))) +
+                          " is outside " + std::string(py::str(spec.space_repr)) + ": entry " +
+                          std::string(py::str(steal(PyNumber_Long(index.ptr())))) + " is " + number(flat) +
+                          " (valid: " + number(lows) + " to " + std::string(py::str(steal(PyNumber_Long(last.ptr())))) +
+                          ")");
+}
+
+// The twin's _check_range, on the action's values as given.
+void check_range(const ActionSpec& spec, py::handle values) {
+    if (spec.discrete) check_discrete(spec, values);
+    if (spec.multi) check_multi(spec, values);
 }
 
 bool same_shape(py::handle shape, PyObject* expected) {
@@ -134,7 +189,7 @@ py::object tensor_action(py::handle action, const ActionSpec& spec) {
     long long numel = PyLong_AsLongLong(call_method(tensor, r.s_numel).ptr());
     if (numel == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (numel != spec.size) wrong_count(spec, getattr(tensor, r.s_shape));
-    if (spec.discrete) check_discrete(spec, tensor);
+    if (spec.integral) check_range(spec, call_method(call_method(tensor, r.s_cpu), r.s_numpy));
     if (!spec.to_torch) return borrow(action);
     // torch.Size is a tuple: equal to the spec's shape tuple when it matches.
     if (!same_shape(getattr(tensor, r.s_shape), spec.shape)) tensor = call_method(tensor, r.s_reshape, spec.shape);
@@ -155,9 +210,14 @@ py::object convert_action(py::handle action, py::handle spec_obj) {
     if (is_tensor(action)) return tensor_action(action, spec);
     py::object array;
     PyObject* p = action.ptr();
-    if (spec.integral) {
+    if (spec.integral) {  // checked on the values as given: a cast to int64 could wrap them
         py::object raw = Py_TYPE(p) == r.ndarray ? borrow(action) : steal(PyObject_CallOneArg(r.asarray, p));
         check_integral_array(action, raw, spec);
+        auto* raw_proxy = py::detail::array_proxy(raw.ptr());
+        Py_ssize_t raw_size = 1;
+        for (int i = 0; i < raw_proxy->nd; ++i) raw_size *= raw_proxy->dimensions[i];
+        if (raw_size != spec.size) wrong_count(spec, getattr(raw, r.s_shape));
+        check_range(spec, raw);
     }
     if (Py_TYPE(p) == r.ndarray && reinterpret_cast<PyObject*>(py::detail::array_proxy(p)->descr) == spec.dtype) {
         array = borrow(action);  // np.asarray would hand back the same object
@@ -171,7 +231,6 @@ py::object convert_action(py::handle action, py::handle spec_obj) {
     Py_ssize_t size = 1;
     for (int i = 0; i < proxy->nd; ++i) size *= proxy->dimensions[i];
     if (size != spec.size) wrong_count(spec, getattr(array, r.s_shape));
-    if (spec.discrete) check_discrete(spec, array);
     if (!spec.to_torch) return borrow(action);
     if (!has_dims(proxy, spec.shape)) array = call_method(array, r.s_reshape, spec.shape);
     proxy = py::detail::array_proxy(array.ptr());

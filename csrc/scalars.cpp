@@ -3,6 +3,7 @@
 #include "arrays.h"
 
 #include <climits>
+#include <cstdint>
 #include <cstring>
 
 namespace wmenv {
@@ -35,7 +36,35 @@ py::object one_element(py::handle x, const std::string& name) {
     long long n = PyLong_AsLongLong(size.ptr());
     if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (n != 1) not_one_element(name, getattr(array, r.s_shape));
-    return call_method(array, r.s_item);
+    py::object value = call_method(array, r.s_item);
+    const char kind = py::detail::array_descriptor_proxy(
+                          is_ndarray(array) ? py::detail::array_proxy(array.ptr())->descr
+                                            : getattr(array, py::str("dtype").ptr()).ptr())
+                          ->kind;
+    if (kind == 'U' || kind == 'S' || kind == 'V' || PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr())) {
+        throw py::value_error(name + " must be a number or a one-element array of numbers, got " +
+                              std::string(py::repr(x)));
+    }
+    return value;
+}
+
+// The twin's _check_numbers: strings are no numbers ("False" would be True).
+void check_numbers(py::handle array, const std::string& name) {
+    auto* descr = py::detail::array_descriptor_proxy(py::detail::array_proxy(array.ptr())->descr);
+    bool text = descr->kind == 'U' || descr->kind == 'S' || descr->kind == 'V';
+    if (!text && descr->kind == 'O') {
+        py::object iterator = steal(PyObject_GetIter(getattr(array, py::str("flat").ptr()).ptr()));
+        while (PyObject* item = PyIter_Next(iterator.ptr())) {
+            text = PyUnicode_Check(item) || PyBytes_Check(item);
+            Py_DECREF(item);
+            if (text) break;
+        }
+        if (PyErr_Occurred()) throw py::error_already_set();
+    }
+    if (text) {
+        throw py::value_error(name + " must hold numbers, one per env, got an array of dtype " +
+                              std::string(py::str(getattr(array, py::str("dtype").ptr()))));
+    }
 }
 
 }  // namespace
@@ -95,6 +124,7 @@ py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype_like, co
         throw py::value_error(name + " must hold " + count + " values, one per env (shape (" + count +
                               ",)), got shape " + format_shape(getattr(array, r.s_shape)));
     }
+    check_numbers(array, name);
     // arr.reshape(num_envs).astype(dtype): one new C-contiguous array, cast on the way.
     if (a->nd != 1) array = call_method(array, r.s_reshape, py::int_(num_envs));
     auto& api = py::detail::npy_api::get();
@@ -161,6 +191,13 @@ py::tuple count_steps(py::handle elapsed, py::handle terminated, py::handle trun
     auto* out = reinterpret_cast<int64_t*>(py::detail::array_proxy(next.ptr())->data);
     auto* done = reinterpret_cast<bool*>(py::detail::array_proxy(ended.ptr())->data);
     const Strided before(elapsed), term(terminated), trunc(truncated);
+    for (Py_ssize_t i = 0; i < n; ++i) {  // checked before anything is written
+        int64_t count;
+        std::memcpy(&count, before[i], sizeof count);
+        if (count == INT64_MAX) {
+            throw py::value_error("a step counter is at its largest value (2**63 - 1) and cannot count another step");
+        }
+    }
     for (Py_ssize_t i = 0; i < n; ++i) {
         int64_t count;
         std::memcpy(&count, before[i], sizeof count);

@@ -133,7 +133,12 @@ def test_the_issues_buffer_writing_model_keeps_every_observation(backend):
             self.calls += 1
             torch.add(s, 1, out=self.out)
             terminated = torch.tensor([self.calls == 2, False])
-            return {"state": self.out.clone(), "observation": self.out, "reward": torch.zeros(2), "terminated": terminated}
+            return {
+                "state": self.out.clone(),
+                "observation": self.out,
+                "reward": torch.zeros(2),
+                "terminated": terminated,
+            }
 
     env = WorldModelVectorEnv(Buffer(), 2, OBS, ACT, backend=backend, initial_state=torch.zeros(2, 3))
     env.reset(seed=0)
@@ -248,7 +253,12 @@ def test_stable_baselines3_rollout_collection_stores_true_observations(backend):
             torch.add(s, 1, out=self.out)
             terminated = torch.zeros(4, dtype=torch.bool)
             terminated[self.calls % 4] = self.calls % 3 == 0
-            return {"state": self.out.clone(), "observation": self.out, "reward": torch.ones(4), "terminated": terminated}
+            return {
+                "state": self.out.clone(),
+                "observation": self.out,
+                "reward": torch.ones(4),
+                "terminated": terminated,
+            }
 
     venv = WorldModelVecEnv.from_model(Buffer(), 4, OBS, ACT, backend=backend)
     # collect_rollouts keeps the last observation and copies it into its
@@ -276,7 +286,9 @@ OPS = st.lists(st.sampled_from(["step", "step", "step", "reset", "partial", "sna
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(kind=st.sampled_from(BEHAVIOURS), mode=st.sampled_from(MODES), ops=OPS, output=st.sampled_from(["numpy", "torch"]))
+@given(
+    kind=st.sampled_from(BEHAVIOURS), mode=st.sampled_from(MODES), ops=OPS, output=st.sampled_from(["numpy", "torch"])
+)
 def test_property_no_kept_observation_ever_changes(backend, kind, mode, ops, output):
     if output == "torch" and mode is AutoresetMode.SAME_STEP:
         mode = AutoresetMode.NEXT_STEP  # torch output has no SAME_STEP

@@ -33,6 +33,7 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,7 @@ _zeros = np.zeros
 _FLOAT32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
 _INT64 = np.dtype(np.int64)
+_INT64_MAX = int(np.iinfo(np.int64).max)
 _DLPACK_CPU = 1
 
 
@@ -331,7 +333,7 @@ def _conform(obs, spec, path, depth, protect, cast_hook):
 # nothing here depends on how many references a Python version keeps.
 
 _getrefcount = sys.getrefcount
-_use_count = None  # torch._C._storage_Use_Count, when torch is registered
+_use_count: Any = None  # torch._C._storage_Use_Count, when torch is registered
 _SAME = object()  # a subtree needing no copy
 
 
@@ -484,13 +486,17 @@ def _one_element(x, name):
                 f"{name} must hold one element, got shape {_format_shape(x.shape)}; use WorldModelVectorEnv for batches"
             )
         return x.item()
+    raw = x
     if not isinstance(x, (np.ndarray, np.generic)):
         x = _asarray(x)
     if x.size != 1:
         raise ValueError(
             f"{name} must hold one element, got shape {_format_shape(x.shape)}; use WorldModelVectorEnv for batches"
         )
-    return x.item()
+    value = x.item()
+    if x.dtype.kind in "USV" or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a number or a one-element array of numbers, got {raw!r}")
+    return value
 
 
 def as_reward(x) -> float:
@@ -736,7 +742,15 @@ def as_batch(x, num_envs: int, dtype, name: str):
             f"{name} must hold {num_envs} values, one per env (shape ({num_envs},)), "
             f"got shape {_format_shape(arr.shape)}"
         )
+    _check_numbers(arr, name)
     return arr.reshape(num_envs).astype(dtype)
+
+
+def _check_numbers(arr, name):
+    """Strings are no numbers: ``"False"`` would be True and ``"2"`` 2.0."""
+    kind = arr.dtype.kind
+    if kind in "USV" or (kind == "O" and any(isinstance(v, (str, bytes)) for v in arr.flat)):
+        raise ValueError(f"{name} must hold numbers, one per env, got an array of dtype {arr.dtype}")
 
 
 def normalize_step_batch(
@@ -837,8 +851,32 @@ def _check_integral_array(action, raw, space_repr):
     kind = raw.dtype.kind
     if kind in "biu":
         return
+    if kind == "O" and raw.size and all(type(v) is int for v in raw.flat):
+        return  # Python ints beyond int64: integral, and the range check says where they fall
     if kind != "f" or not (bool(np.isfinite(raw).all()) and bool((np.floor(raw) == raw).all())):
         raise _not_integral(action, space_repr)
+
+
+def _check_multi(values, low, n, space_repr):
+    """Each entry of a MultiDiscrete/MultiBinary action within its own range."""
+    flat, lows = values.reshape(-1), low.reshape(-1)
+    highs = lows + n.reshape(-1)
+    bad = np.flatnonzero((flat < lows) | (flat >= highs))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"action {values.tolist()} is outside {space_repr}: entry {i} is {int(flat[i])} "
+            f"(valid: {int(lows[i])} to {int(highs[i]) - 1})"
+        )
+
+
+def _check_range(values, low, n, space_repr):
+    """The range of an integer space's action (``values``: its raw array)."""
+    if type(n) is int:
+        if n >= 0:
+            _check_discrete(int(values.item()), low, n, space_repr)
+    elif n is not None:
+        _check_multi(values, low, n, space_repr)
 
 
 def convert_action(action, spec):
@@ -862,20 +900,22 @@ def convert_action(action, spec):
             _check_integral_tensor(action, tensor, space_repr)
         if tensor.numel() != size:
             raise _action_error(size, space_repr, tensor.shape)
-        if n >= 0:
-            _check_discrete(int(tensor.item()), low, n, space_repr)
+        if integral:
+            _check_range(tensor.cpu().numpy(), low, n, space_repr)
         if not to_torch:
             return action
         if tensor.shape != shape:
             tensor = tensor.reshape(shape)
         return tensor.to(device=device, dtype=torch_dtype)
-    if integral:
-        _check_integral_array(action, action if type(action) is _NDArray else _asarray(action), space_repr)
+    if integral:  # checked on the values as given: a cast to int64 could wrap them
+        raw = action if type(action) is _NDArray else _asarray(action)
+        _check_integral_array(action, raw, space_repr)
+        if raw.size != size:
+            raise _action_error(size, space_repr, raw.shape)
+        _check_range(raw, low, n, space_repr)
     arr = action if type(action) is _NDArray and action.dtype is dtype else _asarray(action, dtype=dtype)
     if arr.size != size:
         raise _action_error(size, space_repr, arr.shape)
-    if n >= 0:
-        _check_discrete(int(arr.item()), low, n, space_repr)
     if not to_torch:
         return action
     if arr.shape != shape:
@@ -909,6 +949,8 @@ def count_steps(elapsed, terminated, truncated, max_episode_steps):
     _check_counter(truncated, "truncated", _BOOL, n)
     if not truncated.flags.writeable:
         raise ValueError("truncated must be writeable")
+    if n and int(elapsed.max()) >= _INT64_MAX:
+        raise ValueError("a step counter is at its largest value (2**63 - 1) and cannot count another step")
     elapsed = elapsed + 1
     if max_episode_steps is not None:
         truncated |= elapsed >= operator.index(max_episode_steps)

@@ -5,6 +5,8 @@ Done once per env, so that no step looks at a space.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from gymnasium import spaces
 
@@ -33,14 +35,20 @@ def action_spec(space: spaces.Space, torch_module, device, torch_actions: bool):
     if not isinstance(space, _ARRAY_SPACES):
         return None
     if isinstance(space, spaces.Box):
-        dtype = np.dtype(space.dtype)
+        dtype = np.dtype(space.dtype).newbyteorder("=")  # torch takes native byte order only
     else:
         dtype = np.dtype(np.int64)
     shape = tuple(int(d) for d in space.shape or ())
     size = int(np.prod(shape, dtype=np.int64))
-    low, n = 0, -1
+    low: Any = 0
+    n: Any = -1
     if isinstance(space, spaces.Discrete):
         low, n = int(space.start), int(space.n)
+    elif isinstance(space, spaces.MultiDiscrete):
+        low = np.asarray(space.start, np.int64).reshape(shape).copy()
+        n = np.asarray(space.nvec, np.int64).reshape(shape).copy()
+    elif isinstance(space, spaces.MultiBinary):
+        low, n = np.zeros(shape, np.int64), np.full(shape, 2, np.int64)
     to_torch = bool(torch_actions and torch_module is not None)
     torch_dtype = None
     if to_torch:
@@ -53,6 +61,18 @@ def action_spec(space: spaces.Space, torch_module, device, torch_actions: bool):
         device = None
     integral = not isinstance(space, spaces.Box)
     return (shape, size, dtype, low, n, repr(space), torch_dtype, device, to_torch, integral)
+
+
+def batched_action_spec(spec, num_envs: int):
+    """A single env's integer action spec for ``num_envs`` actions at once:
+    a leading batch axis on the shape and on every entry's range."""
+    if spec is None:
+        return None
+    shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch, integral = spec
+    batched = (num_envs,) + tuple(shape)
+    if isinstance(n, np.ndarray):
+        low, n = np.broadcast_to(low, batched).copy(), np.broadcast_to(n, batched).copy()
+    return (batched, size * num_envs, dtype, low, n, space_repr, torch_dtype, device, to_torch, integral)
 
 
 def with_leading_one(spec):

@@ -12,6 +12,11 @@ from __future__ import annotations
 from . import _backend
 
 _torch = _backend.torch
+_MAX_DEPTH = 64
+_TOO_DEEP = (
+    f"an observation nests containers more than {_MAX_DEPTH} levels deep; "
+    "a list or dict that contains itself cannot be converted"
+)
 
 
 def is_device_tensor(x) -> bool:
@@ -34,12 +39,30 @@ def _host_buffer(source):
 
 
 def _copy_non_blocking(host, source):
-    host.copy_(source, non_blocking=True)
+    """CUDA copies run asynchronously and are waited for once per step; other
+    accelerators (``mps``, ``xpu``, ...) copy blocking, so nothing is read
+    before it lands whatever that backend's stream rules are."""
+    host.copy_(source, non_blocking=source.device.type == "cuda")
 
 
 def _synchronize(device):
+    """Waits for ``device``'s queued work: CUDA's current stream, or the
+    backend's own synchronize for any other accelerator."""
     if device.type == "cuda":
         _torch.cuda.current_stream(device).synchronize()
+        return
+    if device.type == "cpu":
+        return
+    accelerator = getattr(_torch, "accelerator", None)
+    if accelerator is not None and callable(getattr(accelerator, "synchronize", None)):
+        try:
+            accelerator.synchronize(device)
+            return
+        except (RuntimeError, ValueError):  # not the current accelerator: its own module below
+            pass
+    module = getattr(_torch, device.type, None)
+    if module is not None and callable(getattr(module, "synchronize", None)):
+        module.synchronize()
 
 
 class HostStager:
@@ -74,13 +97,15 @@ class HostStager:
         predicate = is_device_tensor if self.predicate is None else self.predicate
         devices: list = []
 
-        def copy(x):
+        def copy(x, depth=0):
+            if depth > _MAX_DEPTH:
+                raise ValueError(_TOO_DEEP)
             if isinstance(x, dict):
-                return {k: copy(v) for k, v in x.items()}
+                return {k: copy(v, depth + 1) for k, v in x.items()}
             if isinstance(x, tuple):
-                return tuple(copy(v) for v in x)
+                return tuple(copy(v, depth + 1) for v in x)
             if isinstance(x, list):
-                return [copy(v) for v in x]
+                return [copy(v, depth + 1) for v in x]
             if not predicate(x):
                 return x
             source = x.detach()
@@ -112,6 +137,8 @@ def to_device(tensor, device, allocate=None):
         return tensor
     if not tensor.is_cpu:  # already on an accelerator: a device-to-device move, no host round trip
         return tensor.to(device, non_blocking=True)
+    if device.type != "cuda":  # pinned buffers and stream ordering are CUDA's: elsewhere a plain blocking copy
+        return tensor.to(device)
     pinned = _torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True) if allocate is None else allocate(tensor)
     pinned.copy_(tensor)
     return pinned.to(device, non_blocking=True)

@@ -39,6 +39,26 @@ def _check_max_episode_steps(value):
         raise ValueError(f"max_episode_steps must be None or a positive int, got {value!r}")
 
 
+_COUNTER_LIMIT = 2**62  # far beyond any episode; leaves room to count on without overflow
+
+
+def _check_counters(elapsed, num_envs) -> None:
+    """A snapshot's step counter(s): non-negative whole numbers below 2**62,
+    one per env for the vector env."""
+    if num_envs is None:
+        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, np.integer)) or not 0 <= elapsed < _COUNTER_LIMIT:
+            raise ValueError(f"the snapshot's step counter must be an int in [0, 2**62), got {elapsed!r}")
+        return
+    values = elapsed.cpu().numpy() if _torch is not None and isinstance(elapsed, _torch.Tensor) else elapsed
+    if not isinstance(values, np.ndarray) or values.shape != (num_envs,) or values.dtype != np.int64:
+        raise ValueError(
+            f"the snapshot's step counters must be a ({num_envs},) int64 array, got {type(values).__name__} "
+            f"{getattr(values, 'shape', '')} {getattr(values, 'dtype', '')}".rstrip()
+        )
+    if num_envs and not (0 <= int(values.min()) and int(values.max()) < _COUNTER_LIMIT):
+        raise ValueError("the snapshot's step counters must lie in [0, 2**62)")
+
+
 def _grad_off(enabled: bool):
     """Turns autograd off when asked and on; returns whether to turn it back on."""
     if enabled and _is_grad_enabled is not None and _is_grad_enabled():
@@ -206,6 +226,9 @@ class _AdapterHost:
         if saved is not None:
             self._generator = _torch.Generator(device=saved[0])
             self._generator.set_state(saved[1])
+        shared = self.__dict__.get("_all_true")
+        if isinstance(shared, np.ndarray):  # one read-only array handed out in every info: read-only again
+            shared.flags.writeable = False
         self._compile()
 
     def _store_options(self, world_model, observation_space, action_space, options):
@@ -278,14 +301,31 @@ class _AdapterHost:
             np_random_state=deep_copy(self.np_random.bit_generator.state),  # type: ignore[attr-defined]
             autoreset=None if getattr(self, "_autoreset", None) is None else self._autoreset.copy(),
             copied=bool(copy),
+            env=type(self).__name__,
+            num_envs=self._snapshot_envs(),
         )
+
+    def _snapshot_envs(self) -> Optional[int]:  # pragma: no cover - each env defines it
+        raise NotImplementedError
+
+    def _check_snapshot(self, snapshot) -> None:
+        """A snapshot of this kind of env and size, with counters it can go on from."""
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"set_state takes a snapshot from get_state(), got {type(snapshot).__name__}")
+        mine, envs = type(self).__name__, self._snapshot_envs()
+        if snapshot.env and (snapshot.env, snapshot.num_envs) != (mine, envs):
+            theirs = snapshot.env + ("" if snapshot.num_envs is None else f" with num_envs={snapshot.num_envs}")
+            raise ValueError(
+                f"set_state got a snapshot of a {theirs}; this env is a {mine}"
+                + ("" if envs is None else f" with num_envs={envs}")
+            )
+        _check_counters(snapshot.elapsed, envs)
 
     def set_state(self, snapshot: Snapshot) -> None:
         """Restores a :meth:`get_state` snapshot: the same actions then replay
         the same trajectory, bit for bit (the model's randomness included,
         when it draws from the ``generator`` the env hands it)."""
-        if not isinstance(snapshot, Snapshot):
-            raise TypeError(f"set_state takes a snapshot from get_state(), got {type(snapshot).__name__}")
+        self._check_snapshot(snapshot)
         state, obs = snapshot.state, snapshot.observation
         if snapshot.copied:
             state, obs = deep_copy(state), deep_copy(obs)
@@ -544,6 +584,9 @@ class WorldModelEnv(_AdapterHost, gym.Env):
 
     def _has_position(self) -> bool:
         return self._obs is not _NOT_RESET
+
+    def _snapshot_envs(self) -> Optional[int]:
+        return None
 
     @property
     def state(self):

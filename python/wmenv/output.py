@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from ._backend import torch as _torch
+from . import _backend
+
+_torch: Any = _backend.torch
 
 __all__ = ["OUTPUTS", "TorchOutput", "check_output"]
 

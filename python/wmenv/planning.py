@@ -23,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._backend import torch as _torch
+from .autoreset import scatter_by_mask
 
 __all__ = ["Rollout", "Snapshot", "StartData", "deep_copy", "repeat_state", "scatter_by_mask"]
 
@@ -42,6 +43,8 @@ class Snapshot:
     np_random_state: Any
     autoreset: Any = None
     copied: bool = False
+    env: str = ""
+    num_envs: Optional[int] = None
 
 
 def deep_copy(tree):
@@ -258,30 +261,3 @@ def _stack(items):
     if _torch is not None and isinstance(items[0], _torch.Tensor):
         return _torch.stack(items)
     return np.stack(items)
-
-
-def scatter_by_mask(mask: np.ndarray, part, old, batch_axes=0, path: str = "state"):
-    """``old`` with the entries where ``mask`` is True replaced by ``part``
-    (which holds one entry per True in the mask), leaf by leaf; ``old=None``
-    takes ``part`` as it is (a full reset)."""
-    if old is None:
-        return part
-    if isinstance(part, dict):
-        return {k: scatter_by_mask(mask, v, old[k], batch_axes, f"{path}[{k!r}]") for k, v in part.items()}
-    if isinstance(part, (tuple, list)):
-        return type(part)(
-            scatter_by_mask(mask, p, o, batch_axes, f"{path}[{i}]") for i, (p, o) in enumerate(zip(part, old))
-        )
-    axis = batch_axes if isinstance(batch_axes, int) else batch_axes.get(path, 0)
-    if _torch is not None and isinstance(old, _torch.Tensor):
-        full = old.clone()
-        index = _torch.from_numpy(np.flatnonzero(mask)).to(full.device)
-        full.index_copy_(axis, index, _torch.as_tensor(part, dtype=full.dtype, device=full.device))
-        return full
-    full = np.array(old, copy=True)
-    where: list = [slice(None)] * full.ndim
-    where[axis] = np.flatnonzero(mask)
-    full[tuple(where)] = np.asarray(
-        part.detach().cpu() if _torch is not None and isinstance(part, _torch.Tensor) else part
-    )
-    return full

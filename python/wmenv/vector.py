@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, Optional
 
@@ -11,13 +12,14 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
+from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .output import first_leaf
-from .planning import ObservationRows, Rollout, check_discount, discounted_returns, scatter_by_mask
+from .planning import ObservationRows, Rollout, check_discount, discounted_returns
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
-_torch = _backend.torch
+_torch: Any = _backend.torch
 
 
 def _check_discrete_range(low, n, space, action):
@@ -49,85 +51,6 @@ def _autoreset_mode(value):
     except ValueError:
         allowed = ", ".join(f"AutoresetMode.{m.name}" for m in AutoresetMode)
         raise ValueError(f"autoreset_mode must be one of {allowed}, got {value!r}") from None
-
-
-def _check_reset_mask(mask, num_envs):
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"options['reset_mask'] must be a numpy array, got {type(mask).__name__}")
-    if mask.shape != (num_envs,):
-        raise ValueError(f"options['reset_mask'] must have shape ({num_envs},), got {mask.shape}")
-    if mask.dtype != np.bool_:
-        raise TypeError(f"options['reset_mask'] must have dtype bool, got {mask.dtype}")
-    if not mask.any():
-        raise ValueError("options['reset_mask'] must hold at least one True value")
-
-
-def merge_by_mask(mask: np.ndarray, new, old, batch_axes=0, path: str = "state", device_mask=None):
-    """``new`` where ``mask`` is True and ``old`` elsewhere, leaf by leaf.
-
-    Leaves are NumPy arrays or torch tensors with a batch dimension, inside
-    dicts, tuples and lists. The batch axis is 0 unless ``batch_axes`` says
-    otherwise: an int for every leaf, or a dict from leaf paths (as errors
-    name them: ``"state[1][0]"``, ``"state['h']"``) to axes, e.g. ``1`` for an
-    LSTM state of shape ``(layers, num_envs, hidden)``. ``device_mask`` is
-    the same mask as a tensor, used for tensor leaves on its device (no
-    host-to-device copy). The result is new; neither input changes.
-
-    Example:
-        >>> import numpy as np
-        >>> merge_by_mask(np.array([True, False]), np.array([1, 2]), np.array([8, 9]))
-        array([1, 9])
-        >>> merge_by_mask(np.array([True, False]), np.ones((1, 2)), np.zeros((1, 2)), {"state": 1})
-        array([[1., 0.]])
-    """
-    if old is None or mask.all():
-        return new
-    if isinstance(new, dict):
-        return {
-            k: merge_by_mask(mask, v, old[k], batch_axes, f"{path}[{k!r}]", device_mask) if k in old else v
-            for k, v in new.items()
-        }
-    if isinstance(new, (tuple, list)):
-        return type(new)(
-            merge_by_mask(mask, n, o, batch_axes, f"{path}[{i}]", device_mask) for i, (n, o) in enumerate(zip(new, old))
-        )
-    axis = batch_axes if isinstance(batch_axes, int) else batch_axes.get(path, 0)
-    if _torch is not None and isinstance(new, _torch.Tensor):
-        old_t = _torch.as_tensor(old, device=new.device, dtype=new.dtype)
-        _check_batch(mask, new.shape, old_t.shape, axis, path)
-        shape = [1] * new.dim()
-        shape[axis] = -1
-        if device_mask is not None and device_mask.device == new.device:
-            where = device_mask.reshape(shape)
-        else:
-            where = _torch.from_numpy(mask).to(new.device).reshape(shape)
-        return _torch.where(where, new, old_t)
-    if isinstance(new, np.ndarray):
-        old_a = np.asarray(old)
-        _check_batch(mask, new.shape, old_a.shape, axis, path)
-        shape = [1] * new.ndim
-        shape[axis] = -1
-        return np.where(mask.reshape(shape), new, old_a).astype(new.dtype, copy=False)
-    raise TypeError(
-        f"cannot merge {path} (a {type(new).__name__}) by reset_mask: a partial reset must return arrays or tensors "
-        "with a batch dimension (inside dicts, tuples or lists)"
-    )
-
-
-def _check_batch(mask, new_shape, old_shape, axis, path):
-    new_shape, old_shape, n = tuple(new_shape), tuple(old_shape), mask.shape[0]
-    ndim = len(new_shape)
-    if new_shape != old_shape:
-        raise ValueError(
-            f"a partial reset must return the full batch: {path} has shape {new_shape}, but the value it replaces "
-            f"has shape {old_shape}"
-        )
-    if not -ndim <= axis < ndim or new_shape[axis] != n:
-        raise ValueError(
-            f"cannot merge {path} by reset_mask: it has shape {new_shape}, and its batch axis {axis} should have "
-            f"{n} entries (num_envs={n}); declare where its batch axis is with "
-            f"WorldModelVectorEnv(..., batch_axes={{{path!r}: AXIS}})"
-        )
 
 
 def _env_slice(obs, i):
@@ -216,6 +139,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         if not isinstance(batch_axes, (int, dict)) or isinstance(batch_axes, bool):
             raise TypeError(f"batch_axes must be an int or a dict from state paths to ints, got {batch_axes!r}")
         self.batch_axes = batch_axes
+        self._axes_checked = not isinstance(batch_axes, dict)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.single_observation_space = observation_space
         self.single_action_space = action_space
@@ -237,9 +161,16 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         self._model_obs_spec = self._obs_spec
         self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
         space = self.single_action_space
+        if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+            # Gymnasium batches these into an integer Box: keep the per-entry ranges, one row per env
+            self._action_spec = _spaces.batched_action_spec(
+                _spaces.action_spec(space, _torch, None, self.torch_actions), self.num_envs
+            )
         self._discrete = (
             (int(space.start), int(space.n)) if isinstance(space, gym.spaces.Discrete) and self._action_spec else None
         )
+        if self._discrete is not None:  # the batched MultiDiscrete's range: checked per env, naming the env
+            self._action_spec = self._action_spec[:4] + (None,) + self._action_spec[5:]
 
     def _build_plan(self):
         """The step's model call and result in one core call, for options that
@@ -276,6 +207,25 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _has_position(self) -> bool:
         return self._obs is not None
 
+    def _snapshot_envs(self) -> Optional[int]:
+        return self.num_envs
+
+    def get_state(self, copy: bool = False):
+        snapshot = super().get_state(copy)
+        if _torch is not None and isinstance(snapshot.elapsed, _torch.Tensor):  # output="torch": counters on the device
+            snapshot = dataclasses.replace(snapshot, elapsed=snapshot.elapsed.clone())
+        return snapshot
+
+    def set_state(self, snapshot) -> None:
+        super().set_state(snapshot)
+        if self._torch_out is not None and isinstance(self._elapsed, _torch.Tensor):
+            # the device copies of the counters and the autoreset mask replay too
+            device = self._elapsed.device
+            self._elapsed = self._elapsed.clone()
+            self._autoreset_t = _torch.from_numpy(self._autoreset.copy()).to(device)
+        elif self._torch_out is not None and isinstance(snapshot.elapsed, np.ndarray):
+            self._elapsed = np.copy(snapshot.elapsed)
+
     @property
     def state(self):
         """The current batched model state."""
@@ -294,16 +244,24 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         if self._start is not None and "state" not in options:
             return self._reset_from_data(mask, state, obs)
         new_state, new_obs, info = self._reset_result(seed, options)
+        self._check_axes(new_state)
         return (
             merge_by_mask(mask, new_state, state, self.batch_axes, "state", device_mask),
             merge_by_mask(mask, new_obs, obs, 0, "observation", device_mask),
             info,
         )
 
+    def _check_axes(self, state):
+        """``batch_axes`` names leaves of the state (checked on the first reset's state)."""
+        if not self._axes_checked:
+            check_batch_axes(self.batch_axes, state)
+            self._axes_checked = True
+
     def _reset_from_data(self, mask, state, obs):
         """Only the masked envs draw start states (one encode_fn call for all of them)."""
         count = int(mask.sum())
         part_state, part_obs, indices = self._start.draw(count, self._generator, self.np_random, batched=True)
+        self._check_axes(part_state)
         new_state = scatter_by_mask(mask, part_state, state, self.batch_axes, "state")
         del part_state
         start_index = np.full(self.num_envs, -1, np.int64)
@@ -332,7 +290,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             options["reset_mask"] = mask
             old_state = old_obs = None
         else:
-            _check_reset_mask(mask, self.num_envs)
+            check_reset_mask(mask, self.num_envs)
             old_state, old_obs = self._state, self._obs
         restore = _grad_off(self._no_grad)
         try:
