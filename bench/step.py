@@ -3,7 +3,10 @@
 Three models, each timed in the same run, interleaved, for every backend that
 loads and for a hand-written env written for that model alone:
 
-* precomputed: returns precomputed tensors, alternating two sets (wrapper overhead only)
+* fresh, fresh_image: a new observation tensor each step (``clone()`` of a
+  precomputed one, paid by the baselines too): the zero-copy case
+* precomputed: returns precomputed tensors, alternating two sets, the state
+  and observation one tensor the model keeps: wmenv copies the observation
 * mlp:         a small MLP (hidden 64) predicting state, reward, termination
 * image:       returns precomputed 3x64x64 uint8 image observations (two sets)
 * in_place, in_place_image: the same tensors every step, which wmenv copies
@@ -40,16 +43,20 @@ class Precomputed:
     of them (two, by default: a model's fresh tensors are never the memory
     handed out the step before; one set measures wmenv's in-place copy)."""
 
-    def __init__(self, obs, sets=2):
+    def __init__(self, obs, sets=2, fresh=False):
         self.outs = [
             {"state": o, "observation": o, "reward": torch.tensor(0.5), "terminated": torch.tensor(False)}
             for o in [obs] + [obs.clone() for _ in range(sets - 1)]
         ]
         self.i = 0
+        self.fresh = fresh
 
     def __call__(self, state, action):
         self.i += 1
-        return self.outs[self.i % len(self.outs)]
+        out = self.outs[self.i % len(self.outs)]
+        if self.fresh:  # a new observation tensor nobody else holds (the hand-written env pays for it too)
+            return {**out, "observation": out["observation"].clone()}
+        return out
 
     def reset(self, seed=None, options=None):
         return self.outs[0]["state"], self.outs[0]["observation"]
@@ -111,6 +118,11 @@ class StrictHandWritten(HandWritten):
 
 
 CASES = {
+    "fresh": lambda: (Precomputed(torch.zeros(4), fresh=True), gym.spaces.Box(-1, 1, (4,), np.float32)),
+    "fresh_image": lambda: (
+        Precomputed(torch.zeros(3, 64, 64, dtype=torch.uint8), fresh=True),
+        gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
+    ),
     "precomputed": lambda: (Precomputed(torch.zeros(4)), gym.spaces.Box(-1, 1, (4,), np.float32)),
     "mlp": lambda: (MLP(), gym.spaces.Box(-1, 1, (4,), np.float32)),
     "image": lambda: (

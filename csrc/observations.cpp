@@ -32,7 +32,6 @@ PyObject* pair_item(PyObject* pair, Py_ssize_t i) {
     return PyTuple_CheckExact(pair) ? PyTuple_GET_ITEM(pair, i) : PyList_GET_ITEM(pair, i);
 }
 
-py::object copy_array(py::handle arr) { return call_method(arr, refs().s_copy); }
 
 py::object to_numpy_tree(py::handle x, int depth, bool protect) {
     if (x.is_none()) return py::none();
@@ -325,7 +324,8 @@ py::object secured(PyObject* x, bool alone, int depth) {
             if (a->dimensions[i] == 0) return py::object();
         }
         if (alone && exclusive(x)) return py::object();
-        return copy_array(x);
+        // arr.copy() (C order), without the method call
+        return steal(py::detail::npy_api::get().PyArray_NewCopy_(x, 0 /* NPY_CORDER */));
     }
     if (depth > kMaxDepth) too_deep();
     if (t == &PyDict_Type) {

@@ -342,3 +342,85 @@ def test_sb3_adapter_reports_episode_statistics(backend):
     for _ in range(3):
         _, _, dones, infos = venv.step(np.zeros((2, 1), np.float32))
     assert dones.all() and infos[0]["episode"]["r"] == 3.0 and infos[1]["episode"]["l"] == 3
+
+
+def test_check_reports_the_step_of_an_env_that_already_stepped(make_env):
+    env = make_env(
+        None,
+        gym.spaces.Box(-1e3, 1e3, (2,), np.float32),
+        gym.spaces.Box(-1, 1, (2,), np.float32),
+        transition_fn=lambda m, s, a: (s, s, 0.0),
+        initial_state=np.zeros(2, np.float32),
+        torch_actions=False,
+    )
+    env.reset(seed=0)
+    env.step(np.zeros(2, np.float32))  # the one-call step is in use from here on
+    lines = wmenv.check(env, steps=3).lines
+    assert "step: a 3-tuple read as (next_state, obs, reward)" in lines
+    assert env._plan is not None and env._plan[0] is env._transition  # left as it was
+
+
+@pytest.mark.parametrize(
+    "reset, says",
+    [
+        (lambda m: (np.zeros(2, np.float32), {"a": 1}), "read as (obs, info): its second item is a mapping and"),
+        (lambda m: (np.zeros(5, np.float32), {"a": 1}), "read as (state, obs): its first item does not match"),
+        (lambda m: (np.zeros(5, np.float32), np.zeros(2, np.float32)), "read as (state, obs): its second item is not"),
+    ],
+)
+def test_check_says_which_two_tuple_reset_form_it_read(make_env, reset, says):
+    space = gym.spaces.Dict({"a": gym.spaces.Discrete(3)}) if "first item does not" in says else None
+    env = make_env(
+        None,
+        space or gym.spaces.Box(-1e3, 1e3, (2,), np.float32),
+        gym.spaces.Box(-1, 1, (2,), np.float32),
+        reset_fn=reset,
+        transition_fn=lambda m, s, a: (s, {"a": 1} if space else s[:2], 0.0),
+        torch_actions=False,
+    )
+    line = next(line for line in wmenv.check(env, steps=2).lines if line.startswith("reset: "))
+    assert says in line
+
+
+def test_vector_render_gives_numpy_frames_in_torch_mode(backend):
+    image = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
+    frames = []
+    for output in ("numpy", "torch"):
+        env = WorldModelVectorEnv(
+            None,
+            2,
+            gym.spaces.Dict({"image": image}),
+            gym.spaces.Box(-1, 1, (1,), np.float32),
+            backend=backend,
+            output=output,
+            render_mode="rgb_array",
+            initial_state=torch.zeros(2, 1),
+            initial_observation={"image": torch.full((2, 3, 8, 8), 7, dtype=torch.uint8)},
+            transition_fn=lambda m, s, a: (s, {"image": torch.zeros(2, 3, 8, 8, dtype=torch.uint8)}),
+        )
+        env.reset(seed=0)
+        frames.append(env.render())
+    for frame in frames:
+        assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.shape == (2, 8, 8, 3)
+    assert np.array_equal(frames[0], frames[1])
+
+
+def test_same_step_final_obs_of_list_observations(backend):
+    from gymnasium.vector import AutoresetMode
+
+    from wmenv.vector import _env_slice
+
+    assert _env_slice([np.arange(4).reshape(2, 2), np.zeros((2, 1))], 1)[0].tolist() == [2, 3]
+    env = WorldModelVectorEnv(
+        None,
+        2,
+        None or gym.spaces.Box(-9, 9, (1,), np.float32),
+        gym.spaces.Box(-1, 1, (1,), np.float32),
+        backend=backend,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        initial_state=torch.zeros(2, 1),
+        transition_fn=lambda m, s, a: {"state": s + 1, "observation": s + 1, "terminated": torch.tensor([True, False])},
+    )
+    env.reset(seed=0)
+    info = env.step(np.zeros((2, 1), np.float32))[4]
+    assert info["final_obs"][0].tolist() == [1.0] and info["_final_obs"].tolist() == [True, False]

@@ -360,14 +360,15 @@ def _exclusive(arr) -> bool:
     while True:
         if arr.base is None:
             return True
-        if _base_refs(arr) != _BASE_ALONE:
+        # perf: _base_refs(arr) and _storage_refs(base) inlined (the same expressions)
+        if _getrefcount(arr.base) != _BASE_ALONE:
             return False
-        base = arr.base
+        base: Any = arr.base
         if type(base) is _NDArray:
             arr = base
             continue
         if _use_count is not None and type(base) is _Tensor:
-            return _storage_refs(base) == _STORAGE_ALONE
+            return _use_count(base.untyped_storage()._cdata) == _STORAGE_ALONE
         return False  # memory of another library: who else holds it is unknown
 
 
@@ -420,6 +421,17 @@ def secure_observation(items, index: int):
         raise TypeError(f"items must be a tuple, got {type(items).__name__}")
     if not -len(items) <= index < len(items):
         raise IndexError(f"index {index} is outside a tuple of {len(items)} items")
+    # perf: the usual observation, one array, without the walker's calls
+    # (_refs_in's expression, inlined: the same count)
+    alone = _getrefcount(items[index]) == _ALONE
+    obs = items[index]
+    if type(obs) is _NDArray:
+        if not obs.size or (alone and _exclusive(obs)):
+            return items
+        out = list(items)
+        out[index] = obs.copy()
+        return tuple(out)
+    del obs
     new = _secured(items, index, 0)
     if new is _SAME:
         return items

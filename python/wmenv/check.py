@@ -61,7 +61,25 @@ class CheckReport:
         return "\n".join(body)
 
 
-def _describe_result(result, kind: str) -> str:
+def _describe_reset_pair(result, env) -> str:
+    """Which of the two 2-tuple reset forms was read, and why."""
+    first, second = tuple(result)
+    if not isinstance(second, Mapping):
+        return "a 2-tuple read as (state, obs): its second item is not a mapping, so it is no info dict"
+    if env._matches(first, env._model_obs_spec):
+        return (
+            "a 2-tuple read as (obs, info): its second item is a mapping and its first matches the observation "
+            "space's structure and shape"
+        )
+    return (
+        "a 2-tuple read as (state, obs): its first item does not match the observation space's structure and "
+        "shape, so the mapping is the observation"
+    )
+
+
+def _describe_result(result, kind: str, env=None) -> str:
+    if kind == "reset" and env is not None and isinstance(result, tuple) and len(result) == 2:
+        return _describe_reset_pair(result, env)
     if isinstance(result, Mapping):
         keys = list(result.keys())
         obs_key = next((k for k in OBSERVATION_KEYS if k in result), None)
@@ -142,6 +160,7 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
         env._transition = spy("step", transition)
         if reset_call is not None:
             env._reset_call = spy("reset", reset_call)
+        env._build_plan()  # the one-call step holds the transition it was built with: let it see the spy
         try:
             outside = 0
             trajectory = _rollout(env, seed, actions)
@@ -154,11 +173,12 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
             return report
         finally:
             env._transition, env._reset_call = transition, reset_call
+            env._build_plan()
         report.say(f"backend: {env.backend}")
         report.say(
             "reset: "
             + (
-                _describe_result(raw["reset"], "reset")
+                _describe_result(raw["reset"], "reset", env)
                 if "reset" in raw
                 else "default (initial_state / initial_observation)"
             )

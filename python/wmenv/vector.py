@@ -56,8 +56,8 @@ def _autoreset_mode(value):
 def _env_slice(obs, i):
     if isinstance(obs, dict):
         return {k: _env_slice(v, i) for k, v in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_env_slice(v, i) for v in obs)
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(_env_slice(v, i) for v in obs)
     return obs[i]
 
 
@@ -581,8 +581,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         if isinstance(obs, dict):
             for key in _RENDER_KEYS:
                 if key in obs:
-                    return as_frame(obs[key], batch_dims=1)
-        return as_frame(obs, batch_dims=1)
+                    return as_frame(self._to_numpy(obs[key], None), batch_dims=1)
+        return as_frame(self._to_numpy(obs, None), batch_dims=1)  # NumPy frames in both output modes
 
     def close_extras(self, **kwargs):
         self._close_model()
