@@ -65,7 +65,7 @@ _STEP_FORMS = (
     "(next_state, obs, reward), (next_state, obs), (next_state,) or a bare next state"
 )
 
-_Tensor = None
+_Tensor: Any = None
 _from_numpy = None
 _NDArray = np.ndarray
 _asarray = np.asarray
