@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _backend, _spaces, _staging, adapters
 from .diagnostics import Notes
+from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
 
@@ -141,6 +142,7 @@ class _AdapterHost:
         "_run_step",
         "_run_step_batch",
         "_secure",
+        "_ensemble",
         "_plan",
     )
 
@@ -162,6 +164,12 @@ class _AdapterHost:
         self._compile_specs()
         gen = self._generator
         self._transition = adapters.transition_caller(wm, self.transition_fn, gen)
+        self._ensemble = None
+        if self._ensemble_options is not None:
+            envs = self._snapshot_envs()
+            self._ensemble = EnsembleStep(self._transition, self._ensemble_options, gen, core.parse_step, envs)
+            self._ensemble.restore(self.__dict__.pop("_ensemble_episode", None))
+            self._transition = self._ensemble
         self._reset_call = adapters.reset_caller(wm, self.reset_fn, gen)
         self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3, gen)
         self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3, gen)
@@ -213,6 +221,8 @@ class _AdapterHost:
 
     def __getstate__(self):
         state = self.__dict__.copy()
+        if self.__dict__.get("_ensemble") is not None:
+            state["_ensemble_episode"] = self._ensemble.state()
         for name in self._COMPILED:
             state.pop(name, None)
         generator = state.pop("_generator", None)
@@ -238,6 +248,16 @@ class _AdapterHost:
         render_mode = options["render_mode"]
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self._ensemble_options = EnsembleOptions.build(
+            options["members"],
+            options["member"],
+            options["uncertainty"],
+            options["penalty"],
+            options["halt_threshold"],
+            options["halt_reward"],
+        )
+        if self._ensemble_options is not None and isinstance(world_model, (list, tuple)):
+            world_model = StackedEnsemble(world_model)  # one call per member, outputs stacked
         self.world_model = world_model
         for name in _SHARED_OPTIONS:
             setattr(self, name, options[name])
@@ -303,6 +323,7 @@ class _AdapterHost:
             copied=bool(copy),
             env=type(self).__name__,
             num_envs=self._snapshot_envs(),
+            ensemble=None if self._ensemble is None else self._ensemble.state(),
         )
 
     def _snapshot_envs(self) -> Optional[int]:  # pragma: no cover - each env defines it
@@ -336,6 +357,8 @@ class _AdapterHost:
         self.np_random.bit_generator.state = deep_copy(snapshot.np_random_state)  # type: ignore[attr-defined]
         if snapshot.autoreset is not None:
             self._autoreset = snapshot.autoreset.copy()
+        if self._ensemble is not None:
+            self._ensemble.restore(snapshot.ensemble)
         self._note_state_device(state)
 
     @property
@@ -434,6 +457,12 @@ _SHARED_OPTIONS = (
     "encode_fn",
     "start_context",
     "output",
+    "members",
+    "member",
+    "uncertainty",
+    "penalty",
+    "halt_threshold",
+    "halt_reward",
 )
 
 
@@ -485,6 +514,17 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             with a leading batch of one, and that batch is removed from the
             observation it returns (reward and flags hold one element either
             way; the state stays batched).
+        members: the model is an ensemble of this many members: its outputs
+            carry a leading member axis (see :mod:`wmenv.ensemble`); a list
+            of member modules is stacked into one.
+        member: ``"random"``, ``"episode"``, ``"mean"`` or an index: which
+            member's prediction each step takes.
+        uncertainty: ``"max_std"``, ``"disagreement"`` or ``"std_of_means"``,
+            reported as ``info["uncertainty"]``.
+        penalty: MOPO's λ: the reward becomes ``reward - λ * uncertainty``.
+        halt_threshold: MOReL's τ: an uncertainty above it terminates the
+            step with ``halt_reward`` as its reward.
+        halt_reward: the reward of a halted step.
 
     Example:
         >>> import numpy as np, gymnasium as gym
@@ -532,6 +572,12 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         encode_fn: Optional[Callable] = None,
         start_context: Optional[int] = None,
         output: str = "numpy",
+        members: Optional[int] = None,
+        member: Any = "random",
+        uncertainty: Optional[str] = None,
+        penalty: float = 0.0,
+        halt_threshold: Optional[float] = None,
+        halt_reward: float = 0.0,
     ):
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = self.batched_model
@@ -614,6 +660,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         self._state = state
         self._obs = obs
         self._elapsed = 0
+        if self._ensemble is not None:
+            self._ensemble.new_episode()
         return obs, info
 
     def step(self, action):

@@ -45,6 +45,7 @@ class Snapshot:
     copied: bool = False
     env: str = ""
     num_envs: Optional[int] = None
+    ensemble: Any = None
 
 
 def deep_copy(tree):

@@ -126,6 +126,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         encode_fn: Optional[Callable] = None,
         start_context: Optional[int] = None,
         output: str = "numpy",
+        members: Optional[int] = None,
+        member: Any = "random",
+        uncertainty: Optional[str] = None,
+        penalty: float = 0.0,
+        halt_threshold: Optional[float] = None,
+        halt_reward: float = 0.0,
     ):
         self.num_envs = _check_num_envs(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
@@ -241,6 +247,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _reset_batch(self, seed, options, mask, state, obs, device_mask=None):
         """Runs the reset and merges its result into ``(state, obs)`` by ``mask``
         (``device_mask``: the same mask already on the model's device)."""
+        if self._ensemble is not None:
+            self._ensemble.new_episode(mask)
         if self._start is not None and "state" not in options:
             return self._reset_from_data(mask, state, obs)
         new_state, new_obs, info = self._reset_result(seed, options)
