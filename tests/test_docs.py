@@ -9,7 +9,10 @@ import pytest
 
 import wmenv
 import wmenv._core_py
+import wmenv.autoreset
+import wmenv.ensemble
 import wmenv.env
+import wmenv.planning
 import wmenv.vector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +50,11 @@ def test_docs_python_examples_run(path):
     assert run_blocks(path) >= 2
 
 
-@pytest.mark.parametrize("module", [wmenv, wmenv.env, wmenv.vector, wmenv._core_py], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [wmenv, wmenv.env, wmenv.vector, wmenv._core_py, wmenv.autoreset, wmenv.ensemble, wmenv.planning],
+    ids=lambda m: m.__name__,
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
