@@ -222,6 +222,20 @@ void nonzero_into(const dl::Tensor& t, const char* base, Py_ssize_t n, bool* out
     });
 }
 
+// Floats as flags: false when a value is neither 0 nor 1 (a probability),
+// which the general path then refuses with its message.
+template <typename Src>
+bool flags_into(const dl::Tensor& t, const char* base, Py_ssize_t n, bool* out) {
+    bool ok = true;
+    each_element(t, n, [&](Py_ssize_t i, int64_t offset) {
+        Src value;
+        std::memcpy(&value, base + offset * static_cast<int64_t>(sizeof(Src)), sizeof(Src));
+        ok = ok && (value == 0 || value == 1);
+        out[i] = value != 0;
+    });
+    return ok;
+}
+
 // Fills out (n values of descr's type) from t; false where the pair is not handled here.
 bool fill(const dl::Tensor& t, Py_ssize_t n, int type_num, char* out) {
     const char* base = static_cast<const char*>(t.data) + t.byte_offset;
@@ -241,8 +255,8 @@ bool fill(const dl::Tensor& t, Py_ssize_t n, int type_num, char* out) {
             default: return false;
         }
     }
-    if (code == dl::kFloat && bits == 32) return nonzero_into<float>(t, base, n, flags), true;
-    if (code == dl::kFloat && bits == 64) return nonzero_into<double>(t, base, n, flags), true;
+    if (code == dl::kFloat && bits == 32) return flags_into<float>(t, base, n, flags);
+    if (code == dl::kFloat && bits == 64) return flags_into<double>(t, base, n, flags);
     return false;
 }
 

@@ -67,6 +67,14 @@ void check_numbers(py::handle array, const std::string& name) {
     }
 }
 
+// The twin's _not_a_flag.
+[[noreturn]] void not_a_flag(const std::string& name, py::handle value) {
+    throw py::value_error(name + " is " + std::string(py::repr(value)) +
+                          ", a float that is neither 0 nor 1: a termination head that gives a probability would end "
+                          "every episode where it is nonzero; threshold it with terminated_threshold=0.5 (an env "
+                          "option), or return a bool");
+}
+
 }  // namespace
 
 py::object as_reward(py::handle x) {
@@ -90,12 +98,22 @@ py::object as_reward(py::handle x) {
 
 py::object as_flag(py::handle x, const std::string& name) {
     if (PyBool_Check(x.ptr())) return borrow(x);
+    py::object value;
     if (Py_TYPE(x.ptr()) == refs().tensor) {
-        int value = PyObject_IsTrue(x.ptr());  // bool(t), as bool(t.item()), without a requires_grad warning
-        if (value >= 0) return py::bool_(value == 1);
-        PyErr_Clear();
+        PyObject* item = PyObject_CallMethodNoArgs(x.ptr(), refs().s_item);  // the twin's x.item()
+        if (item != nullptr) {
+            value = py::reinterpret_steal<py::object>(item);
+        } else {
+            if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) throw py::error_already_set();
+            PyErr_Clear();
+        }
     }
-    return py::bool_(truthy(one_element(x, name)));
+    if (!value) value = one_element(x, name);
+    if (PyFloat_CheckExact(value.ptr())) {
+        const double v = PyFloat_AS_DOUBLE(value.ptr());
+        if (v != 0.0 && v != 1.0) not_a_flag(name, value);
+    }
+    return py::bool_(truthy(value));
 }
 
 py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype_like, const std::string& name) {
@@ -125,6 +143,20 @@ py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype_like, co
                               ",)), got shape " + format_shape(getattr(array, r.s_shape)));
     }
     check_numbers(array, name);
+    auto* want = py::detail::array_descriptor_proxy(dtype.ptr());
+    auto* have = py::detail::array_descriptor_proxy(py::detail::array_proxy(array.ptr())->descr);
+    if (want->type_num == py::detail::npy_api::NPY_BOOL_ && have->kind == 'f') {  // the twin's flag check
+        static PyObject* flatnonzero = py::object(py::module_::import("numpy").attr("flatnonzero")).release().ptr();
+        py::object flat = call_method(array, r.s_reshape, py::int_(num_envs));
+        py::object zero = steal(PyObject_RichCompare(flat.ptr(), py::int_(0).ptr(), Py_NE));
+        py::object one = steal(PyObject_RichCompare(flat.ptr(), py::int_(1).ptr(), Py_NE));
+        py::object bad = steal(PyObject_CallOneArg(flatnonzero, steal(PyNumber_And(zero.ptr(), one.ptr())).ptr()));
+        if (PyObject_Length(bad.ptr()) > 0) {
+            py::object first = steal(PySequence_GetItem(bad.ptr(), 0));
+            py::object value = steal(PyNumber_Float(steal(PyObject_GetItem(flat.ptr(), first.ptr())).ptr()));
+            not_a_flag(name + " of env " + std::string(py::str(steal(PyNumber_Long(first.ptr())))), value);
+        }
+    }
     // arr.reshape(num_envs).astype(dtype): one new C-contiguous array, cast on the way.
     if (a->nd != 1) array = call_method(array, r.s_reshape, py::int_(num_envs));
     auto& api = py::detail::npy_api::get();

@@ -480,6 +480,13 @@ def _batch_sources():
 def test_as_batch_tensor_layouts_and_dtypes(cores, name, dtype):
     value = _batch_sources()[name]
     assert_twins(cores, "as_batch", value, 3, dtype, "reward")
+    values = value.detach().resolve_neg().float().reshape(-1)
+    probability = value.is_floating_point() and value.dtype != torch.bfloat16 and value.numel() == 3
+    if np.dtype(dtype) == np.bool_ and probability and bool(((values != 0) & (values != 1)).any()):
+        for core in cores:  # a float that is neither 0 nor 1 is no flag (a probability head)
+            with pytest.raises(ValueError, match="a float that is neither 0 nor 1"):
+                core.as_batch(value, 3, dtype, "terminated")
+        return
     if value.numel() == 3 and value.dtype != torch.bfloat16:  # NumPy has no bfloat16: both raise alike
         expected = value.detach().resolve_neg().numpy().reshape(3).astype(dtype)
         for core in cores:

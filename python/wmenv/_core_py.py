@@ -533,10 +533,23 @@ def as_flag(x, name: str) -> bool:
         return x
     if t is _Tensor:
         try:
-            return bool(x.item())
+            value = x.item()
         except RuntimeError:
-            pass
-    return bool(_one_element(x, name))
+            value = _one_element(x, name)
+    else:
+        value = _one_element(x, name)
+    if type(value) is float and value != 0.0 and value != 1.0:
+        raise _not_a_flag(name, value)
+    return bool(value)
+
+
+def _not_a_flag(name, value):
+    """A floating flag that is neither 0 nor 1: likely a probability head."""
+    return ValueError(
+        f"{name} is {value!r}, a float that is neither 0 nor 1: a termination head that gives a probability "
+        f"would end every episode where it is nonzero; threshold it with terminated_threshold=0.5 (an env "
+        f"option), or return a bool"
+    )
 
 
 def _info_dict(info):
@@ -755,6 +768,11 @@ def as_batch(x, num_envs: int, dtype, name: str):
             f"got shape {_format_shape(arr.shape)}"
         )
     _check_numbers(arr, name)
+    if dtype == _BOOL and arr.dtype.kind == "f":
+        flat = arr.reshape(num_envs)
+        bad = np.flatnonzero((flat != 0) & (flat != 1))
+        if bad.size:
+            raise _not_a_flag(f"{name} of env {int(bad[0])}", float(flat[bad[0]]))
     return arr.reshape(num_envs).astype(dtype)
 
 

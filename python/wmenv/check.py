@@ -196,16 +196,27 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
         report.say(f"observations outside the observation space: {outside} of {total}")
         # 2. determinism under a seed
         again = _rollout(env, seed, actions)
-        if _same(trajectory, again):
+        deterministic = _same(trajectory, again)
+        if deterministic:
             report.say(f"determinism: the same seed ({seed}) and actions gave the same trajectory")
         else:
+            hint = (
+                "pass global_rng=True, so that the model's torch.randn draws come from the env's generator, or "
+                if not env.global_rng
+                else ""
+            )
             report.fail(
-                "determinism: the same seed and actions gave different trajectories; draw the model's "
-                "randomness from a torch.Generator seeded in reset(seed=...) (or seed the model there)"
+                "determinism: the same seed and actions gave different trajectories; "
+                + hint
+                + "draw the model's randomness from the torch.Generator the env hands adapters and methods that declare "
+                "a keyword-only generator parameter (or seed the model in reset(seed=...))"
             )
         # 3. both backends agree
         for other in _backend.available():
             if other == env.backend:
+                continue
+            if not deterministic:
+                report.say(f"backends: {env.backend} and {other} not compared (the model is not deterministic)")
                 continue
             try:
                 twin = _rebuild(env, other)

@@ -183,7 +183,10 @@ class EnsembleStep:
     prediction per env (see the module's docstring). Wraps the env's
     transition caller; the env then reads its result as any other."""
 
-    def __init__(self, transition, options: EnsembleOptions, generator, parse_step, num_envs: Optional[int]):
+    def __init__(
+        self, transition, options: EnsembleOptions, generator, parse_step, num_envs: Optional[int], threshold=None
+    ):
+        self.threshold = threshold  # terminated_threshold: members' termination probabilities
         self.transition = transition
         self.options = options
         self.generator = generator
@@ -281,7 +284,10 @@ class EnsembleStep:
         new_term = None
         if terminated is not None:
             t = members_axis(terminated, "terminated")
-            new_term = (t.float().mean(0) > 0.5) if chosen is None else pick(t).bool()
+            if self.threshold is not None:  # probabilities: the chosen member's, or the members' mean
+                new_term = (t.float().mean(0) if chosen is None else pick(t).float()) >= self.threshold
+            else:
+                new_term = (t.float().mean(0) > 0.5) if chosen is None else pick(t).bool()
         info = {} if info is None else dict(info)
         if u is not None:
             if self.options.penalty:

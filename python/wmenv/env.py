@@ -11,6 +11,7 @@ import numpy as np
 from . import _backend, _spaces, _staging, adapters
 from .diagnostics import Notes
 from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
+from .transitions import GlobalRNG, TerminationThreshold, check_threshold
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
 
@@ -89,6 +90,22 @@ def _new_generator(world_model, device):
     return generator
 
 
+def _as_model_input(device):
+    """The default ``encode_fn``: the observation is the state, as a tensor on
+    the model's device for a torch model (``device``), as it is otherwise."""
+    if device is None:
+        return lambda observations, actions: observations
+
+    def encode(observations, actions):
+        if isinstance(observations, np.ndarray):
+            return _torch.as_tensor(observations, device=device)
+        if isinstance(observations, _torch.Tensor) and observations.device != device:
+            return observations.to(device)
+        return observations
+
+    return encode
+
+
 def as_frame(x, batch_dims: int = 0):
     """An image-like array with its channels first (``uint8``, or floats in
     [0, 1]; 1 or 3 channels) as an ``(..., H, W, 3)`` ``uint8`` frame, the
@@ -164,12 +181,6 @@ class _AdapterHost:
         self._compile_specs()
         gen = self._generator
         self._transition = adapters.transition_caller(wm, self.transition_fn, gen)
-        self._ensemble = None
-        if self._ensemble_options is not None:
-            envs = self._snapshot_envs()
-            self._ensemble = EnsembleStep(self._transition, self._ensemble_options, gen, core.parse_step, envs)
-            self._ensemble.restore(self.__dict__.pop("_ensemble_episode", None))
-            self._transition = self._ensemble
         self._reset_call = adapters.reset_caller(wm, self.reset_fn, gen)
         self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3, gen)
         self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3, gen)
@@ -177,20 +188,45 @@ class _AdapterHost:
         self._transform = (
             None if self.action_transform_fn is None else adapters.bind_leading(self.action_transform_fn, (wm,), 1, gen)
         )
+        wrap = (lambda fn: fn) if not self.global_rng else GlobalRNG(gen).wrap
+        if self.global_rng:  # the model's torch.randn draws come from the env's generator
+            self._transition, self._reset_call = wrap(self._transition), wrap(self._reset_call)
+            self._reward, self._terminal, self._render = wrap(self._reward), wrap(self._terminal), wrap(self._render)
+            self._transform = wrap(self._transform)
+        self._ensemble = None
+        threshold = self.terminated_threshold
+        if self._ensemble_options is not None:
+            envs = self._snapshot_envs()
+            self._ensemble = EnsembleStep(
+                self._transition, self._ensemble_options, gen, core.parse_step, envs, threshold
+            )
+            self._ensemble.restore(self.__dict__.pop("_ensemble_episode", None))
+            self._transition = self._ensemble
+        elif threshold is not None:
+            self._transition = TerminationThreshold(self._transition, threshold, core.parse_step)
         self._no_grad = not self.grad
         self._cast_hook = self._notes.on_cast
         self._start = None
         if self.start_data is not None:
             encode = (
-                (lambda observations, actions: observations)
+                _as_model_input(_model_device(wm, self.device) if self._tensor_model() else None)
                 if self.encode_fn is None
                 else adapters.bind_leading(self.encode_fn, (wm,), 2, gen)
             )
-            self._start = StartData(self.start_data, encode, self.start_context)
+            self._start = StartData(self.start_data, wrap(encode), self.start_context)
         self._build_plan()
 
     def _compile_specs(self):  # pragma: no cover - each env defines it
         raise NotImplementedError
+
+    def _tensor_model(self) -> bool:
+        """Whether the model is a torch one (a module, or a device was named)."""
+        if _torch is None:
+            return False
+        if self.device is not None or isinstance(self.world_model, _torch.nn.Module):
+            return True
+        modules = getattr(self.world_model, "modules", None)  # a StackedEnsemble of modules
+        return isinstance(modules, list) and any(isinstance(m, _torch.nn.Module) for m in modules)
 
     def _build_plan(self):
         """The single env's one-call step, where its options allow one."""
@@ -263,6 +299,8 @@ class _AdapterHost:
             setattr(self, name, options[name])
         self.torch_actions = bool(self.torch_actions)
         self.grad = bool(self.grad)
+        self.global_rng = bool(self.global_rng)
+        self.terminated_threshold = check_threshold(self.terminated_threshold)
         self.batched_model = bool(self.batched_model)
         self._notes = Notes()
         self._generator = _new_generator(world_model, self.device)
@@ -395,7 +433,8 @@ class _AdapterHost:
 
     def _start_result(self):
         """A reset result drawn from ``start_data`` (nothing else keeps its parts)."""
-        state, obs, indices = self._start.draw(1, self._generator, self.np_random, batched=False)
+        # a batched model gets its start as a batch of one, as it gets everything else
+        state, obs, indices = self._start.draw(1, self._generator, self.np_random, batched=self._batch_of_one)
         return (state, obs, {"start_index": indices[0]})
 
     def _reset_result(self, seed, options):
@@ -463,6 +502,8 @@ _SHARED_OPTIONS = (
     "penalty",
     "halt_threshold",
     "halt_reward",
+    "terminated_threshold",
+    "global_rng",
 )
 
 
@@ -525,6 +566,14 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         halt_threshold: MOReL's τ: an uncertainty above it terminates the
             step with ``halt_reward`` as its reward.
         halt_reward: the reward of a halted step.
+        terminated_threshold: read a termination head that gives a
+            probability as ``terminated = p >= terminated_threshold``
+            (without it, a float flag that is neither 0 nor 1 is an error).
+        global_rng: swap the env's generator into torch's global one around
+            each model and adapter call, so a model that calls
+            ``torch.randn`` without a generator reproduces under a seed and
+            replays from snapshots (see :mod:`wmenv.transitions`; a few µs
+            per call).
 
     Example:
         >>> import numpy as np, gymnasium as gym
@@ -578,6 +627,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         penalty: float = 0.0,
         halt_threshold: Optional[float] = None,
         halt_reward: float = 0.0,
+        terminated_threshold: Optional[float] = None,
+        global_rng: bool = False,
     ):
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = self.batched_model

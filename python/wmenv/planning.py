@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -62,25 +63,39 @@ def deep_copy(tree):
     return copy.deepcopy(tree)
 
 
-def repeat_state(state, n: int):
+def repeat_state(state, n: int, batched: bool = False):
     """A single env's ``state`` as a batch: every tensor or array leaf (inside
     dicts, tuples and lists) gets a leading dimension of size ``n`` holding
     ``n`` copies (new memory, so batch entries never alias each other or the
     input); Python numbers become arrays of ``n``; other leaves are kept.
+
+    ``batched=True`` is for a state that already has a batch axis of one (a
+    ``batched_model``'s state, ``(1, d)``): that axis is repeated to ``n``
+    instead of a new one being added (``(n, d)``, not ``(n, 1, d)``); a leaf
+    whose leading size is not 1 is a ValueError.
 
     Example:
         >>> import numpy as np
         >>> repeat_state((np.arange(2), 1.5), 2)
         (array([[0, 1],
                [0, 1]]), array([1.5, 1.5]))
+        >>> repeat_state(np.zeros((1, 3)), 4, batched=True).shape
+        (4, 3)
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"n must be a positive int, got {n!r}")
     n = int(n)
     if isinstance(state, dict):
-        return {k: repeat_state(v, n) for k, v in state.items()}
+        return {k: repeat_state(v, n, batched) for k, v in state.items()}
     if isinstance(state, (tuple, list)):
-        return type(state)(repeat_state(v, n) for v in state)
+        return type(state)(repeat_state(v, n, batched) for v in state)
+    if batched and (_torch is not None and isinstance(state, _torch.Tensor) or isinstance(state, np.ndarray)):
+        if state.ndim < 1 or state.shape[0] != 1:
+            raise ValueError(
+                f"repeat_state(..., batched=True) takes leaves with a leading batch of one, got shape "
+                f"{tuple(state.shape)}"
+            )
+        state = state[0]
     if _torch is not None and isinstance(state, _torch.Tensor):
         return state.detach().unsqueeze(0).repeat((n,) + (1,) * state.dim())
     if isinstance(state, (np.ndarray, np.generic)):
@@ -96,7 +111,8 @@ class Rollout:
 
     Attributes:
         observations: ``(horizon, num_envs, ...)`` NumPy arrays (a dict or
-            tuple of them for ``Dict``/``Tuple`` spaces).
+            tuple of them for ``Dict``/``Tuple`` spaces); ``None`` for a
+            rollout asked for no observations.
         rewards: ``(horizon, num_envs)`` float32; 0 after the step on which
             a rollout terminated (that step's reward counts).
         terminated: ``(horizon, num_envs)`` bool; True from the terminating
@@ -188,44 +204,94 @@ class StartData:
     options of both envs.
 
     ``data`` is an array or tensor of observations ``(N, ...)``, any sequence
-    supporting ``len`` and indexing (a replay buffer), or a mapping with
-    ``"observations"`` and optionally ``"actions"`` of equal length. Each
+    supporting ``len`` and indexing (a replay buffer, which may grow: its
+    length is read at every draw), or a mapping with ``"observations"`` and
+    optionally ``"actions"`` of equal length and ``"dones"`` (or
+    ``"terminals"``, ``"terminated"``): where an episode ends in the data. Each
     draw takes a start index from the env's generator (so resets reproduce
     under a seed) and hands ``encode_fn(world_model, observations, actions)``
     (arity rule) the drawn observations: one each, or with ``context=k`` a
     window of the ``k`` consecutive observations (and actions) that ends at
-    the start, the way DIAMOND conditions on real frames. ``encode_fn``
-    returns the start state; the start observation is the last real one.
+    the start, the way DIAMOND conditions on real frames; a window that would
+    cross an episode's end in the data is never drawn. ``encode_fn`` returns
+    the start state, or ``{"state": ..., "observation": ...}`` for a model
+    whose observation is not the real frame (a feature); otherwise the start
+    observation is the last real one.
     """
 
+    _BOUNDARY_KEYS = ("dones", "terminals", "terminated")
+
     def __init__(self, data, encode, context: Optional[int]):
+        self.dones = None
         if isinstance(data, dict):
             if "observations" not in data:
                 raise ValueError("start_data as a mapping needs an 'observations' entry (and optionally 'actions')")
             self.observations, self.actions = data["observations"], data.get("actions")
+            for key in self._BOUNDARY_KEYS:
+                if key in data:
+                    self.dones = data[key]
+                    break
         else:
             self.observations, self.actions = data, None
-        self.length = len(self.observations)
-        if self.actions is not None and len(self.actions) != self.length:
-            raise ValueError(
-                f"start_data's actions ({len(self.actions)}) and observations ({self.length}) differ in length"
-            )
         if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context <= 0):
             raise ValueError(f"start_context must be None or a positive int, got {context!r}")
         self.context = context
-        span = 1 if context is None else context
-        if self.length < span:
-            raise ValueError(f"start_data holds {self.length} observations, fewer than start_context={span}")
         self.encode = encode
+        self._valid_cache: tuple = (-1, None)
+        self.check()
+
+    @property
+    def length(self) -> int:
+        """How many observations the data holds now."""
+        return len(self.observations)
+
+    def check(self) -> int:
+        """The data's length, checked against its actions, dones and the context."""
+        length = self.length
+        if self.actions is not None and len(self.actions) != length:
+            raise ValueError(f"start_data's actions ({len(self.actions)}) and observations ({length}) differ in length")
+        if self.dones is not None and len(self.dones) != length:
+            raise ValueError(
+                f"start_data's episode ends ({len(self.dones)}) and observations ({length}) differ in length"
+            )
+        span = 1 if self.context is None else self.context
+        if length < span:
+            raise ValueError(f"start_data holds {length} observations, fewer than start_context={span}")
+        return length
+
+    def _valid_ends(self, length: int, span: int):
+        """The window ends whose windows stay inside one episode (None: all)."""
+        if self.dones is None or span == 1:
+            return None
+        if self._valid_cache[0] == length:
+            return self._valid_cache[1]
+        dones = self.dones
+        if _torch is not None and isinstance(dones, _torch.Tensor):
+            dones = dones.detach().cpu().numpy()
+        ended = np.asarray(dones[:length]).reshape(length).astype(bool)
+        # a window [i - span + 1, i] crosses an end when one of its first span - 1 steps ends an episode
+        crossings = np.concatenate([[0], np.cumsum(ended)])
+        ends = np.arange(span - 1, length)
+        inside = crossings[ends] - crossings[ends - span + 1] == 0
+        valid = ends[inside]
+        if not valid.size:
+            raise ValueError(f"start_data has no window of start_context={span} observations inside one episode")
+        self._valid_cache = (length, valid)
+        return valid
 
     def indices(self, count: int, generator, np_random) -> list:
         """``count`` start indices (each the last index of its window)."""
+        length = self.check()
         span = 1 if self.context is None else self.context
-        high = self.length - span + 1
+        valid = self._valid_ends(length, span)
+        high = length - span + 1 if valid is None else len(valid)
         if generator is not None and _torch is not None:
-            drawn = _torch.randint(0, high, (count,), generator=generator, device=generator.device)
-            return [int(i) + span - 1 for i in drawn.tolist()]
-        return [int(i) + span - 1 for i in np_random.integers(0, high, size=count)]
+            drawn = [int(i) for i in _torch.randint(0, high, (count,), generator=generator, device=generator.device)]
+        else:
+            drawn = [int(i) for i in np_random.integers(0, high, size=count)]
+        if valid is None:
+            return [i + span - 1 for i in drawn]
+        return [int(valid[i]) for i in drawn]
 
     def _item(self, source, i):
         item = source[i]
@@ -243,8 +309,9 @@ class StartData:
 
     def draw(self, count: int, generator, np_random, batched: bool):
         """``(state, observation, indices)``: the encoded start state and the
-        last real observation of each draw, with a leading ``count`` axis when
-        ``batched`` (the vector env), without one otherwise."""
+        last real observation of each draw (or the observation ``encode_fn``
+        gave), with a leading ``count`` axis when ``batched`` (the vector
+        env), without one otherwise."""
         indices = self.indices(count, generator, np_random)
         observations = self._gather(self.observations, indices)
         actions = None if self.actions is None else self._gather(self.actions, indices)
@@ -255,6 +322,9 @@ class StartData:
         last = observations
         if self.context is not None:
             last = observations[:, -1] if batched else observations[-1]
+        if isinstance(state, Mapping) and "state" in state and set(state) <= {"state", "observation"}:
+            last = state.get("observation", last)
+            state = state["state"]
         return state, last, indices
 
 

@@ -36,6 +36,31 @@ from .vector import WorldModelVectorEnv
 __all__ = ["WorldModelVecEnv"]
 
 
+_OWN_KEYS = frozenset(
+    ("elapsed_steps", "_elapsed_steps", "final_obs", "_final_obs", "final_info", "_final_info", "model_state")
+)
+
+
+def _spread_model_info(info: dict, infos: list) -> None:
+    """The model's own ``info`` entries (uncertainty, decoded extras) into
+    SB3's one-dict-per-env list: a value with one row per env is split by
+    env (only where its ``"_key"`` mask, if any, is True); any other value
+    goes to every env as it is."""
+    n = len(infos)
+    for key, value in info.items():
+        if key in _OWN_KEYS or (key.startswith("_") and key[1:] in info):
+            continue
+        mask = info.get("_" + key)
+        rows = getattr(value, "shape", None)
+        if rows is not None and len(rows) >= 1 and rows[0] == n:
+            for i in range(n):
+                if mask is None or bool(mask[i]):
+                    infos[i][key] = value[i]
+        else:
+            for i in range(n):
+                infos[i][key] = value
+
+
 class WorldModelVecEnv(VecEnv):
     """A Stable-Baselines3 ``VecEnv`` over a :class:`WorldModelVectorEnv`.
 
@@ -88,6 +113,7 @@ class WorldModelVecEnv(VecEnv):
         self._returns += rewards
         self._lengths += 1
         infos = [{"TimeLimit.truncated": bool(truncated[i] and not terminated[i])} for i in range(self.num_envs)]
+        _spread_model_info(info, infos)
         if dones.any():
             final_obs = info["final_obs"]
             elapsed = round(time.time() - self._start, 6)

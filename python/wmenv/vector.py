@@ -132,6 +132,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         penalty: float = 0.0,
         halt_threshold: Optional[float] = None,
         halt_reward: float = 0.0,
+        terminated_threshold: Optional[float] = None,
+        global_rng: bool = False,
     ):
         self.num_envs = _check_num_envs(num_envs)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
@@ -155,6 +157,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         self._obs = None
         self._elapsed = np.zeros(self.num_envs, np.int64)
         self._autoreset = np.zeros(self.num_envs, np.bool_)
+        self._reset_info = None  # the info of this step's autoreset, if any
         # info["_elapsed_steps"] is all True every step: one read-only array, not one per step
         self._all_true = np.ones(self.num_envs, np.bool_)
         self._all_true.flags.writeable = False
@@ -381,7 +384,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         run = self._run_step_batch
         return lambda state, actions: run(plan, state, actions, counters)[:4]
 
-    def rollout(self, actions, state, discount=None) -> Rollout:
+    def rollout(self, actions, state, discount=None, observations: bool = True) -> Rollout:
         """Evaluates ``num_envs`` open-loop action sequences from a batched
         ``state``, with one model call per horizon step: the primitive of
         CEM/MPPI planners.
@@ -389,6 +392,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         ``actions`` has shape ``(horizon, num_envs, *single_action_shape)``.
         A rollout's rewards after the step on which it terminated are 0 (that
         step's reward counts); ``discount`` (optional) weights ``returns``.
+        ``observations=False`` keeps no observations (``Rollout.observations``
+        is ``None``): planning on rewards alone, e.g. with a pixel model,
+        skips converting and storing every candidate's frames.
         There are no autoresets and no time limit. The env's own state,
         counters, autoreset mask and generator are left as they were (the
         model's draws come from a generator restored afterwards).
@@ -416,7 +422,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         saved = None if self._generator is None else self._generator.get_state()
         # each step's observation is copied into its row as it arrives, so a
         # model that writes into one buffer cannot change earlier rows
-        observations = ObservationRows(horizon, self._obs_spec, self.num_envs)
+        rows = ObservationRows(horizon, self._obs_spec, self.num_envs) if observations else None
         rewards = np.zeros((horizon, self.num_envs), np.float32)
         done = np.zeros(self.num_envs, np.bool_)
         flags = np.zeros((horizon, self.num_envs), np.bool_)
@@ -425,7 +431,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         try:
             for t in range(horizon):
                 state, obs, reward, term = advance(state, actions[t])
-                observations.write(t, obs)
+                if rows is not None:
+                    rows.write(t, obs)
                 rewards[t] = np.where(done, 0.0, reward)
                 done = done | term
                 flags[t] = done
@@ -434,7 +441,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 _set_grad_enabled(True)
             if saved is not None:
                 self._generator.set_state(saved)
-        return Rollout(observations.rows, rewards, flags, discounted_returns(rewards, discount), state)
+        kept = None if rows is None else rows.rows
+        return Rollout(kept, rewards, flags, discounted_returns(rewards, discount), state)
 
     def _torch_step(self, actions):
         """``output="torch"``: the step with observations, rewards, flags,
@@ -473,7 +481,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 truncated = truncated | (elapsed >= self.max_episode_steps)
             if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                 mask, mask_t = self._autoreset, self._autoreset_t
-                state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs, mask_t)
+                state, obs, self._reset_info = self._reset_batch(
+                    None, {"reset_mask": mask.copy()}, mask, state, obs, mask_t
+                )
                 reward = _torch.where(mask_t, _torch.zeros_like(reward), reward)
                 terminated = terminated & ~mask_t
                 truncated = truncated & ~mask_t
@@ -486,6 +496,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         self._autoreset = ended.cpu().numpy()  # the step's one synchronisation
         info.setdefault("elapsed_steps", elapsed)
         info.setdefault("_elapsed_steps", self._all_true)
+        if self._reset_info:
+            self._autoreset_info(info)
         if self._info_model_state:
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
@@ -541,6 +553,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                     _set_grad_enabled(True)
         info.setdefault("elapsed_steps", elapsed.copy())
         info.setdefault("_elapsed_steps", self._all_true)
+        if self._reset_info:  # an autoreset from start data says where each env started, as reset does
+            self._autoreset_info(info)
         if self._info_model_state:
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
@@ -548,11 +562,21 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             self._autoreset = ended
         return obs, reward, terminated, truncated, info
 
+    def _autoreset_info(self, info):
+        """The start indices of this step's autoresets (``-1`` where an env
+        was not reset), in ``info`` with their ``_start_index`` mask."""
+        start = self._reset_info.get("start_index")
+        self._reset_info = None
+        if start is not None:
+            info.setdefault("start_index", start)
+            info.setdefault("_start_index", start >= 0)
+
     def _autoreset_next(self, state, obs, reward, terminated, truncated, elapsed, ended):
         """NEXT_STEP: the envs that ended last step are reset instead of
         stepped (their reward, flags and counter zeroed in place)."""
         mask = self._autoreset
-        state, obs, _ = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
+        state, obs, reset_info = self._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
+        self._reset_info = reset_info
         reward[mask] = 0.0
         terminated[mask] = False
         truncated[mask] = False
@@ -570,7 +594,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         final_info = {"elapsed_steps": np.where(done, elapsed, 0), "_elapsed_steps": done.copy()}
         info["final_obs"], info["_final_obs"] = final_obs, done.copy()
         info["final_info"], info["_final_info"] = final_info, done.copy()
-        state, obs, _ = self._reset_batch(None, {"reset_mask": done}, done, state, obs)
+        state, obs, reset_info = self._reset_batch(None, {"reset_mask": done}, done, state, obs)
+        self._reset_info = reset_info
         elapsed[done] = 0
         return state, obs
 

@@ -1,0 +1,115 @@
+"""Layers around the model's calls, chosen once when an env is built.
+
+* :class:`GlobalRNG` (``global_rng=True``): a model that samples from torch's
+  *global* random generator (``torch.randn(...)`` without a ``generator``, as
+  most published world models do) gets the env's own generator swapped in
+  for each call, so ``reset(seed=...)`` reproduces it and snapshots replay it
+  bit for bit. Cost: one ``get_state``/``set_state`` pair each way per call
+  (a few µs on the CPU: the Mersenne Twister state is 5 KiB), paid only by
+  envs that ask for it. NumPy's and Python's global generators are left alone.
+* :class:`TerminationThreshold` (``terminated_threshold=p``): a model whose
+  termination head gives a probability (``sigmoid(x)``) has it read as
+  ``terminated = probability >= p``; without it, a float that is neither 0
+  nor 1 is refused (it would end every episode where it is nonzero).
+
+Example:
+    >>> import torch
+    >>> layer = TerminationThreshold(lambda s, a: (s, s, 0.0, torch.tensor(0.7), False, None), 0.5, None)
+    >>> bool(layer(torch.zeros(1), None)[3])
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import _backend
+
+_torch: Any = _backend.torch
+
+__all__ = ["GlobalRNG", "TerminationThreshold", "check_threshold"]
+
+
+def check_threshold(value) -> Optional[float]:
+    """``terminated_threshold`` as a float in (0, 1], or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"terminated_threshold must be None or a number in (0, 1], got {value!r}")
+    value = float(value)
+    if not (0.0 < value <= 1.0) or math.isnan(value):
+        raise ValueError(f"terminated_threshold must be None or a number in (0, 1], got {value!r}")
+    return value
+
+
+def _at_least(x, threshold):
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        return x >= threshold
+    if isinstance(x, (bool, np.bool_)):
+        return x
+    return np.asarray(x) >= threshold
+
+
+class TerminationThreshold:
+    """A transition whose ``terminated`` (a probability) is read as
+    ``terminated >= threshold``; the result becomes the 6-tuple form, so it
+    is read exactly as before in every other respect."""
+
+    def __init__(self, transition: Callable, threshold: float, parse_step):
+        self.transition, self.threshold, self.parse_step = transition, threshold, parse_step
+
+    def __call__(self, state, action):
+        result = self.transition(state, action)
+        if self.parse_step is None:  # already the 6-tuple (the docstring's example)
+            parts = tuple(result)
+        else:
+            parts = self.parse_step(result, state)
+        next_state, obs, reward, terminated, truncated, info = parts
+        if terminated is not None:
+            terminated = _at_least(terminated, self.threshold)
+        if isinstance(result, Mapping) and "info" not in result:
+            info = None
+        return (next_state, obs, reward, terminated, truncated, info)
+
+
+def _default_generator(device):
+    """torch's global generator of ``device`` (the CPU's, or that CUDA device's)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else _torch.cuda.current_device()
+        return _torch.cuda.default_generators[index]
+    if device.type == "cpu":
+        return _torch.default_generator
+    raise ValueError(f"global_rng=True supports CPU and CUDA models, not {device.type!r}")
+
+
+class GlobalRNG:
+    """Runs calls with torch's global generator (of the env generator's
+    device) set to the env generator's state, and the env generator advanced
+    by what the call drew; the global generator is restored afterwards, also
+    when the call raises."""
+
+    def __init__(self, generator):
+        if generator is None:
+            raise ValueError("global_rng=True needs torch")
+        self.generator = generator
+        self.default = _default_generator(generator.device)
+
+    def wrap(self, fn: Optional[Callable]) -> Optional[Callable]:
+        if fn is None:
+            return None
+        generator, default = self.generator, self.default
+
+        def call(*args):
+            saved = default.get_state()
+            default.set_state(generator.get_state())
+            try:
+                return fn(*args)
+            finally:
+                generator.set_state(default.get_state())
+                default.set_state(saved)
+
+        return call
