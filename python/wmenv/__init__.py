@@ -12,11 +12,13 @@ from ._backend import DEFAULT as _DEFAULT
 from .check import CheckReport, check
 from .diagnostics import WorldModelWarning
 from .env import WorldModelEnv, make_world_model_env
+from .evaluation import Evaluation, evaluate
 from .planning import Rollout, Snapshot, repeat_state
 from .vector import WorldModelVectorEnv
 
 __all__ = [
     "CheckReport",
+    "Evaluation",
     "Rollout",
     "Snapshot",
     "WorldModelEnv",
@@ -24,6 +26,7 @@ __all__ = [
     "WorldModelWarning",
     "backend",
     "check",
+    "evaluate",
     "make_world_model_env",
     "repeat_state",
     "__version__",

@@ -1,4 +1,7 @@
-"""``wmenv`` / ``python -m wmenv``: ``demo``, ``quickstart`` and ``check`` (bare ``wmenv`` prints the help)."""
+"""``wmenv`` / ``python -m wmenv``: ``demo``, ``quickstart``, ``check`` and ``evaluate``.
+
+Bare ``wmenv`` prints the help.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,12 @@ import numpy as np
 
 def quickstart(steps: int, seed: int) -> None:
     import gymnasium as gym
-    import torch
-    from torch import nn
+
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        raise SystemExit("wmenv quickstart needs torch: pip install torch (or torch==2.13.0 for a CPU wheel)") from None
 
     import wmenv
 
@@ -55,21 +62,85 @@ def quickstart(steps: int, seed: int) -> None:
     print(f"{steps / elapsed:,.0f} steps/s ({elapsed / steps * 1e6:.1f} us per step, model included)")
 
 
-def check_factory(target: str, steps: int, seed: int) -> int:
-    """``wmenv check MODULE:FACTORY``: builds the env and prints :func:`wmenv.check`'s report."""
+def load_factory(target: str):
+    """The callable ``MODULE:FACTORY`` or ``path/to/file.py:FACTORY`` names;
+    ``SystemExit`` with a one-line message where it cannot be found."""
     import importlib
+    import importlib.util
+    import os
 
+    source, _, factory_name = target.rpartition(":")
+    if not source or not factory_name:
+        raise SystemExit(f"wmenv: expected MODULE:FACTORY or path/to/file.py:FACTORY, got {target!r}")
+    if source.endswith(".py") or os.sep in source:
+        if not os.path.isfile(source):
+            raise SystemExit(f"wmenv: no such file: {source}")
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(source))[0], source)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"wmenv: cannot load {source} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(source)))
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, "")
+        try:
+            module = importlib.import_module(source)
+        except ModuleNotFoundError as exc:
+            raise SystemExit(f"wmenv: cannot import {source!r}: {exc}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise SystemExit(f"wmenv: {source} has no callable {factory_name!r}")
+    return factory
+
+
+def check_factory(target: str, steps: int, seed: int) -> int:
+    """``wmenv check MODULE:FACTORY``: builds the env (single or vector) and
+    prints :func:`wmenv.check`'s report."""
     import wmenv
 
-    module_name, _, factory_name = target.partition(":")
-    if not module_name or not factory_name:
-        print(f"wmenv check: expected MODULE:FACTORY (e.g. mypkg.envs:make_env), got {target!r}", file=sys.stderr)
+    try:
+        factory = load_factory(target)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
         return 2
-    sys.path.insert(0, "")
-    factory = getattr(importlib.import_module(module_name), factory_name)
     report = wmenv.check(factory(), steps=steps, seed=seed)
     print(report)
     return 0 if report.ok else 1
+
+
+def evaluate_factory(target: str, args) -> int:
+    """``wmenv evaluate MODULE:FACTORY``: the model's open-loop errors against
+    real data (an ``.npz`` of transition arrays, or episodes of a real env)."""
+    import gymnasium as gym
+
+    import wmenv
+
+    try:
+        factory = load_factory(target)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    data = None
+    if args.data:
+        try:
+            with np.load(args.data) as npz:
+                data = {k: npz[k] for k in npz.files}
+        except OSError as exc:
+            print(f"wmenv: cannot read {args.data}: {exc}", file=sys.stderr)
+            return 2
+    elif not args.real_env:
+        print("wmenv evaluate: give --data FILE.npz or --real-env ID", file=sys.stderr)
+        return 2
+    real_env = gym.make(args.real_env) if data is None else None
+    try:
+        result = wmenv.evaluate(factory(), data, horizon=args.horizon, real_env=real_env, episodes=args.episodes)
+    except ValueError as exc:
+        print(f"wmenv evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    if args.plot:
+        print(f"plot saved to {result.plot(args.plot)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,9 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--steps", type=int, default=20000)
     quick.add_argument("--seed", type=int, default=0)
     check = commands.add_parser("check", help="report how an env's model outputs are read, and run the checkers")
-    check.add_argument("target", metavar="MODULE:FACTORY", help="a function that builds the env")
+    check.add_argument(
+        "target", metavar="MODULE:FACTORY", help="a function that builds the env (MODULE may be path/to/file.py)"
+    )
     check.add_argument("--steps", type=int, default=50)
     check.add_argument("--seed", type=int, default=0)
+    evaluate = commands.add_parser("evaluate", help="the model's open-loop errors against real trajectories")
+    evaluate.add_argument("target", metavar="MODULE:FACTORY", help="a function that builds the env")
+    evaluate.add_argument("--data", metavar="FILE.npz", help="observations, next_observations, actions, ...")
+    evaluate.add_argument("--real-env", metavar="ID", help="collect real episodes from this Gymnasium env instead")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--horizon", type=int, default=10)
+    evaluate.add_argument("--plot", metavar="FILE.png", help="save the errors against the horizon (matplotlib)")
     return parser
 
 
@@ -105,6 +185,8 @@ def main(argv=None) -> int:
         return 0
     if args.command == "check":
         return check_factory(args.target, args.steps, args.seed)
+    if args.command == "evaluate":
+        return evaluate_factory(args.target, args)
     parser.print_help()
     return 0
 

@@ -114,6 +114,25 @@ def transition_caller(world_model, transition_fn, generator=None):
     return method
 
 
+def describe_transition(world_model, transition_fn) -> str:
+    """How a step calls the model, in words (for ``wmenv.check``)."""
+    if transition_fn is not None:
+        arity = positional_arity(transition_fn)
+        given = ["world_model", "state", "action"]
+        take = len(given) if arity is None or arity >= 3 else arity
+        return f"transition_fn({', '.join(given[:take])})"
+    name, method = find_method(world_model, TRANSITION_METHODS)
+    label = f"model.{name}" if name else "model"
+    if method is None:
+        method = world_model
+        if _is_torch_module(world_model):
+            label = "model (its forward)"
+    arity = positional_arity(method)
+    if arity is not None and arity <= 1:
+        return f"{label}(action): it declares one positional parameter, so it gets the action alone, not the state"
+    return f"{label}(state, action)"
+
+
 def reset_caller(world_model, reset_fn, generator=None):
     """``f(seed, options)`` returning a reset result, or ``None`` when the env
     falls back to its default reset."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _backend
+from . import _backend, adapters
 from ._core_py import OBSERVATION_KEYS
 from .env import _SHARED_OPTIONS
 
@@ -136,9 +136,33 @@ def _rebuild(env, backend: str):
     return type(env)(env.world_model, env.observation_space, env.action_space, backend=backend, **options)
 
 
+def _reset_source(env) -> str:
+    if env._start is not None:
+        return "start_data (each reset draws a start state from the data" + (
+            ", through encode_fn)" if env.encode_fn is not None else "; the observation is the state)"
+        )
+    return "default (initial_state / initial_observation)"
+
+
 def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
-    """Steps ``env`` (a :class:`~wmenv.WorldModelEnv`) and reports how its
-    outputs were read and whether the usual checkers pass."""
+    """Steps ``env`` and reports how its outputs were read and whether the
+    usual checkers pass: a :class:`~wmenv.WorldModelEnv`, or a
+    :class:`~wmenv.WorldModelVectorEnv` (batched actions; determinism, the
+    backends and the batch's dtypes and shapes are checked, there being no
+    ecosystem checker for vector envs).
+
+    Example:
+        >>> import gymnasium as gym, numpy as np, torch
+        >>> import wmenv
+        >>> env = wmenv.WorldModelVectorEnv(None, 4, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+        ...     transition_fn=lambda m, s, a: (s + a, s + a, (s + a)[:, 0]), initial_state=torch.zeros(4, 1))
+        >>> wmenv.check(env, steps=5).ok
+        True
+    """
+    from .vector import WorldModelVectorEnv
+
+    if isinstance(env, WorldModelVectorEnv):
+        return _check_vector(env, steps, seed)
     report = CheckReport()
     space = env.observation_space
     env.action_space.seed(seed)
@@ -175,14 +199,8 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
             env._transition, env._reset_call = transition, reset_call
             env._build_plan()
         report.say(f"backend: {env.backend}")
-        report.say(
-            "reset: "
-            + (
-                _describe_result(raw["reset"], "reset", env)
-                if "reset" in raw
-                else "default (initial_state / initial_observation)"
-            )
-        )
+        report.say("model call: " + adapters.describe_transition(env.world_model, env.transition_fn))
+        report.say("reset: " + (_describe_result(raw["reset"], "reset", env) if "reset" in raw else _reset_source(env)))
         if "step" in raw:
             report.say("step: " + _describe_result(raw["step"], "step"))
         for path, (src, dst, lossy, low, high) in env._notes.casts.items():
@@ -208,8 +226,8 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
             report.fail(
                 "determinism: the same seed and actions gave different trajectories; "
                 + hint
-                + "draw the model's randomness from the torch.Generator the env hands adapters and methods that declare "
-                "a keyword-only generator parameter (or seed the model in reset(seed=...))"
+                + "draw the model's randomness from the torch.Generator the env hands adapters and methods "
+                "that declare a keyword-only generator parameter (or seed the model in reset(seed=...))"
             )
         # 3. both backends agree
         for other in _backend.available():
@@ -259,3 +277,140 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
         if text not in report.warnings:
             report.warnings.append(text)
     return report
+
+
+def _vector_rollout(env, seed: int, actions) -> list:
+    obs, _ = env.reset(seed=seed)
+    out = [copy.deepcopy(obs)]
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        elapsed = np.asarray(info.get("elapsed_steps", np.zeros(env.num_envs, np.int64)))
+        out.append((copy.deepcopy(obs), reward.copy(), terminated.copy(), truncated.copy(), elapsed.copy()))
+    return out
+
+
+def _check_vector(env, steps: int, seed: int) -> CheckReport:
+    """``check`` for a WorldModelVectorEnv."""
+    report = CheckReport()
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    transition, reset_call = env._transition, env._reset_call
+    raw: dict = {}
+
+    def spy(kind, call):
+        def spied(*args):
+            result = call(*args)
+            raw.setdefault(kind, result)
+            return result
+
+        return spied
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env._transition = spy("step", transition)
+        if reset_call is not None:
+            env._reset_call = spy("reset", reset_call)
+        env._build_plan()
+        try:
+            trajectory = _vector_rollout(env, seed, actions)
+        except Exception as exc:
+            report.fail(f"stepping raised {type(exc).__name__}: {exc}")
+            return report
+        finally:
+            env._transition, env._reset_call = transition, reset_call
+            env._build_plan()
+        report.say(f"backend: {env.backend}; num_envs: {env.num_envs}; autoreset: {env.autoreset_mode.name}")
+        report.say("model call: " + adapters.describe_transition(env.world_model, env.transition_fn))
+        report.say("reset: " + (_describe_result(raw["reset"], "reset", env) if "reset" in raw else _reset_source(env)))
+        if "step" in raw:
+            report.say("step: " + _describe_result(raw["step"], "step"))
+        for path, (src, dst, lossy, low, high) in env._notes.casts.items():
+            loss = f", LOSSY (values in [{low:g}, {high:g}])" if lossy else ""
+            report.say(f"cast: {path} {src} -> {dst}{loss}")
+            if lossy:
+                report.fail(f"{path}: casting {src} to {dst} loses information")
+        space = env.single_observation_space
+        outside = total = 0
+        for item in trajectory:
+            obs = item[0] if isinstance(item, tuple) else item
+            for i in range(env.num_envs):
+                total += 1
+                outside += not space.contains(_row(obs, i))
+        report.say(f"observations outside the observation space: {outside} of {total}")
+        n = env.num_envs
+        for item in trajectory[1:]:
+            _, reward, terminated, truncated, _ = item
+            for name, value, dtype in (("reward", reward, np.float32), ("terminated", terminated, np.bool_)):
+                if not isinstance(value, np.ndarray) or value.shape != (n,) or value.dtype != dtype:
+                    report.fail(f"{name} is not a ({n},) {np.dtype(dtype)} array")
+                    break
+        lengths = [
+            int(e)
+            for item in trajectory[1:]
+            for e, t, u in zip(item[4], item[2], item[3])
+            if (t or u) and e > 0  # an episode that ended at this step, and how long it was
+        ]
+        stepped = sum(int((item[4] > 0).sum()) for item in trajectory[1:])
+        mean = f", mean length {np.mean(lengths):.1f} steps" if lengths else ""
+        report.say(f"episodes ended in {steps} batched steps: {len(lengths)}{mean}")
+        if stepped and lengths and len(lengths) == stepped and max(lengths) == 1:
+            report.fail(
+                "every episode ends at its first step: a termination head that gives a probability reads as "
+                "True wherever it is nonzero (pass terminated_threshold=0.5)"
+            )
+        again = _vector_rollout(env, seed, actions)
+        deterministic = _same(trajectory, again)
+        if deterministic:
+            report.say(f"determinism: the same seed ({seed}) and actions gave the same trajectory")
+        else:
+            report.fail(
+                "determinism: the same seed and actions gave different trajectories; pass global_rng=True, or draw "
+                "the model's randomness from the torch.Generator the env hands adapters that declare a keyword-only "
+                "generator parameter"
+            )
+        for other in _backend.available():
+            if other == env.backend:
+                continue
+            if not deterministic:
+                report.say(f"backends: {env.backend} and {other} not compared (the model is not deterministic)")
+                continue
+            try:
+                options = {name: getattr(env, name) for name in _SHARED_OPTIONS if name != "backend"}
+                twin = type(env)(
+                    env.world_model,
+                    env.num_envs,
+                    env.single_observation_space,
+                    env.single_action_space,
+                    backend=other,
+                    autoreset_mode=env.autoreset_mode,
+                    batch_axes=env.batch_axes,
+                    **options,
+                )
+                if _same(_vector_rollout(twin, seed, actions), again):
+                    report.say(f"backends: {env.backend} and {other} agree")
+                else:
+                    report.fail(f"backends: {env.backend} and {other} gave different trajectories")
+            except Exception as exc:
+                report.fail(f"backends: the {other} backend raised {type(exc).__name__}: {exc}")
+        env.reset(seed=seed)
+        start = time.perf_counter()
+        for action in actions:
+            env.step(action)
+        per_call = (time.perf_counter() - start) / max(len(actions), 1)
+        report.say(
+            f"step: {per_call * 1e6:.1f} us per batched call (model included), "
+            f"{n / max(per_call, 1e-12):,.0f} env-steps/s"
+        )
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in report.warnings:
+            report.warnings.append(text)
+    return report
+
+
+def _row(obs, i):
+    if isinstance(obs, dict):
+        return {k: _row(v, i) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(_row(v, i) for v in obs)
+    return np.asarray(obs)[i]

@@ -324,6 +324,18 @@ def run(args) -> dict:
         curves["real_return"].append(float(real.mean()))
         print(f"  real CartPole-v1 check (5 episodes): {real.mean():.1f}")
 
+    from .evaluation import collect as collect_real
+    from .evaluation import evaluate as evaluate_model
+    from .vector import WorldModelVectorEnv
+
+    # how far the learned model can be trusted: open-loop errors on fresh real episodes of the policy
+    held_out = collect_real(gym.make("CartPole-v1"), lambda o: int(policy(o)), episodes=3, seed=30_000)
+    model_error = evaluate_model(
+        WorldModelVectorEnv(model, args.envs, OBS_SPACE, gym.spaces.Discrete(2), backend=args.backend),
+        held_out,
+        horizon=10,
+        max_starts=512,
+    )
     random_returns = evaluate_real(None, args.episodes, 20_000)
     policy_returns = evaluate_real(policy, args.episodes, 20_000)
     rates = {name: imagined_rate(model, name, args.envs) for name in _backend.available()}
@@ -338,11 +350,19 @@ def run(args) -> dict:
     print(f"Imagined env steps per second ({args.envs} envs, one model call per step):")
     for name, value in rates.items():
         print(f"  {name + ' backend':<36} {value:>12,.0f}")
+    mse = model_error.observation_mse
+    print(
+        f"World model vs real (open-loop, {model_error.starts} starts): observation MSE "
+        f"{mse[0]:.2g} after 1 step, {mse[4]:.2g} after 5, {mse[9]:.2g} after 10"
+    )
     print(f"Real steps used: {len(data)}; imagined steps: {total_imagined}; wall time {elapsed:.0f}s")
 
     if args.plot:
         plot(curves, args.plot)
         print(f"Learning curves saved to {args.plot}")
+        model_plot = args.plot[:-4] + "-model.png" if args.plot.endswith(".png") else args.plot + "-model.png"
+        model_error.plot(model_plot)
+        print(f"Model error against horizon saved to {model_plot}")
     return {
         "random": random_returns,
         "policy": policy_returns,
@@ -350,6 +370,7 @@ def run(args) -> dict:
         "elapsed": elapsed,
         "curves": curves,
         "real_steps": len(data),
+        "model_error": model_error,
     }
 
 

@@ -11,9 +11,9 @@ import numpy as np
 from . import _backend, _spaces, _staging, adapters
 from .diagnostics import Notes
 from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
-from .transitions import GlobalRNG, TerminationThreshold, check_threshold
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
+from .transitions import GlobalRNG, TerminationThreshold, check_threshold
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -223,7 +223,7 @@ class _AdapterHost:
         """Whether the model is a torch one (a module, or a device was named)."""
         if _torch is None:
             return False
-        if self.device is not None or isinstance(self.world_model, _torch.nn.Module):
+        if getattr(self, "device", None) is not None or isinstance(self.world_model, _torch.nn.Module):
             return True
         modules = getattr(self.world_model, "modules", None)  # a StackedEnsemble of modules
         return isinstance(modules, list) and any(isinstance(m, _torch.nn.Module) for m in modules)
