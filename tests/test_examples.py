@@ -22,3 +22,18 @@ def test_plan_cem_quick():
         and last.endswith(" ms per action")
     )
     assert float(last.split()[4]) >= 40  # 50 real steps at most; a working planner keeps the pole up
+
+
+PENDULUM = ROOT / "examples" / "pendulum_mpc.py"
+
+
+@pytest.mark.skipif(not PENDULUM.exists(), reason="examples/ not beside tests/")
+def test_pendulum_mpc_quick():
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(PENDULUM), "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("pendulum_mpc: random ") and last.endswith("(mean real return over 2 episodes)")
+    random_return = float(last.split()[2].rstrip(","))
+    planned = float(last.split()[4])
+    assert planned > random_return  # the learned ensemble plans better than chance on the real env
