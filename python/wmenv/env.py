@@ -696,6 +696,15 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         return int(self._elapsed)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        """Starts an episode: ``(obs, info)`` from the reset adapter, the
+        model's reset method, ``start_data``, or the default reset.
+
+        Args:
+            seed: seeds the env's generator, NumPy RNG and spaces.
+            options: passed to the reset (``{}`` when ``None``);
+                ``{"state": s}`` (and optionally ``"observation"``) starts
+                from ``s`` without calling the reset.
+        """
         super().reset(seed=seed)
         if seed is not None:
             self._seed(seed)
@@ -716,6 +725,10 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         return obs, info
 
     def step(self, action):
+        """Advances the model one step: ``(obs, reward, terminated,
+        truncated, info)`` with a Python ``float`` and ``bool``s (tensors with
+        ``output="torch"``); ``info`` holds ``elapsed_steps``. An error in the
+        model or an adapter leaves the env as it was."""
         if self._obs is _NOT_RESET:
             raise RuntimeError("Call reset() before step().")
         elapsed = self._elapsed + 1
@@ -801,6 +814,9 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         return next_state, out.observation(obs, self._model_obs_spec, protect=True), reward, terminated, truncated, info
 
     def render(self):
+        """The current frame: ``render_fn``'s, or the observation's
+        ``image``/``pixels``/``rgb`` entry, or the observation, as NumPy
+        (channels-first images as ``(H, W, 3)`` ``uint8``)."""
         if self._render is not None:
             restore = _grad_off(self._no_grad)
             try:
@@ -819,6 +835,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         return as_frame(self._to_numpy(obs, None))
 
     def close(self):
+        """Calls the model's ``close()`` when it has one (once)."""
         self._close_model()
 
 

@@ -291,6 +291,13 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         return self._secure(out, 1) + ({"start_index": start_index},)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        """Resets all envs, or those ``options["reset_mask"]`` (a bool array)
+        selects, merging the reset's result into the batch by that mask.
+
+        Args:
+            seed: seeds the env's generator, NumPy RNG and spaces.
+            options: passed to the reset, with ``reset_mask`` set.
+        """
         super().reset(seed=seed)
         if seed is not None:
             self._seed(seed)
@@ -504,6 +511,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         return obs, reward, terminated, truncated, info
 
     def step(self, actions):
+        """Advances all ``num_envs`` rollouts in one model call: batched
+        ``(obs, reward, terminated, truncated, info)``, with autoresets as
+        ``autoreset_mode`` says."""
         if self._obs is None:
             raise RuntimeError("Call reset() before step().")
         if self._torch_out is not None:
@@ -618,4 +628,5 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         return as_frame(self._to_numpy(obs, None), batch_dims=1)  # NumPy frames in both output modes
 
     def close_extras(self, **kwargs):
+        """Calls the model's ``close()`` when it has one (once)."""
         self._close_model()
