@@ -388,3 +388,25 @@ def test_evaluate_refuses_what_it_cannot_use(backend):
         wmenv.evaluate(env, {"observations": np.zeros((3, 2)), "actions": np.zeros((3, 2))})
     with pytest.raises(ValueError, match="horizon must be a positive int"):
         wmenv.evaluate(env, {}, horizon=0)
+
+
+def test_check_reports_episode_lengths_of_a_single_env(backend):
+    env = WorldModelEnv(
+        None,
+        OBS,
+        ACT,
+        backend=backend,
+        initial_state=torch.zeros(2),
+        max_episode_steps=4,
+        transition_fn=lambda m, s, a: (s, s, 0.0),
+    )
+    assert "episodes ended in 8 steps: 2, mean length 4.0 steps" in str(wmenv.check(env, steps=8))
+    always = WorldModelEnv(
+        None,
+        OBS,
+        ACT,
+        backend=backend,
+        initial_state=torch.zeros(2),
+        transition_fn=lambda m, s, a: (s, s, 0.0, True, False, None),
+    )
+    assert "every episode ends at its first step" in str(wmenv.check(always, steps=4))

@@ -118,6 +118,25 @@ def _rollout(env, seed: int, actions) -> list:
     return out
 
 
+def _episode_lengths(report, trajectory, steps: int) -> None:
+    """How long the single env's episodes were; all of one step is a probability head's mark."""
+    lengths, length = [], 0
+    for item in trajectory[1:]:
+        if not isinstance(item, tuple):  # a reset
+            continue
+        length += 1
+        if item[2] or item[3]:
+            lengths.append(length)
+            length = 0
+    mean = f", mean length {np.mean(lengths):.1f} steps" if lengths else ""
+    report.say(f"episodes ended in {steps} steps: {len(lengths)}{mean}")
+    if len(lengths) == steps and steps > 1 and max(lengths) == 1:
+        report.fail(
+            "every episode ends at its first step: a termination head that gives a probability reads as True "
+            "wherever it is nonzero (pass terminated_threshold=0.5)"
+        )
+
+
 def _same(a, b) -> bool:
     try:
         if isinstance(a, dict):
@@ -212,6 +231,7 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
             report.fail(f"{kind} result keys {list(keys)} were not recognised; the observation fell back")
         total = len(trajectory)
         report.say(f"observations outside the observation space: {outside} of {total}")
+        _episode_lengths(report, trajectory, len(actions))
         # 2. determinism under a seed
         again = _rollout(env, seed, actions)
         deterministic = _same(trajectory, again)
