@@ -195,11 +195,15 @@ class EnsembleStep:
         self.episode = None  # "episode" members, one per env (a (n,) int64 tensor)
 
     # the episode members, drawn at resets
-    def new_episode(self, mask=None) -> None:
+    def new_episode(self, mask=None, seeds=None) -> None:
         if self.options.member != "episode":
             return
         n = 1 if self.num_envs is None else self.num_envs
-        drawn = self._draw(n)
+        if seeds is not None:  # per-env seeds: each env's member from its own seed, wherever it sits
+            gens = [_torch.Generator().manual_seed(s) for s in seeds]
+            drawn = _torch.cat([_torch.randint(0, self.options.members, (1,), generator=g) for g in gens])
+        else:
+            drawn = self._draw(n)
         if self.episode is None or mask is None:
             self.episode = drawn
         else:

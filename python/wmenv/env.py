@@ -11,13 +11,14 @@ import numpy as np
 from . import _backend, _spaces, _staging, adapters
 from .diagnostics import Notes
 from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
+from .groups import to_device
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
 from .transitions import GlobalRNG, TerminationThreshold, check_threshold
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
-_torch = _backend.torch
+_torch: Any = _backend.torch
 if _torch is not None:
     _is_grad_enabled = _torch.is_grad_enabled
     _set_grad_enabled = _torch._C._set_grad_enabled
@@ -306,6 +307,7 @@ class _AdapterHost:
         self._generator = _new_generator(world_model, self.device)
         self.backend = _backend.DEFAULT if self.backend is None else self.backend
         self._closed = False
+        self._offloaded = None  # the device offload() moved the model from
         # Results come back from a device through one synchronisation per step
         # when the model runs there: known from `device`, or seen in a reset's state.
         self._on_device = _torch is not None and self.device is not None and _torch.device(self.device).type != "cpu"
@@ -398,6 +400,34 @@ class _AdapterHost:
         if self._ensemble is not None:
             self._ensemble.restore(snapshot.ensemble)
         self._note_state_device(state)
+
+    def offload(self, device="cpu") -> None:
+        """Moves the model (an ``nn.Module``) and the state to ``device`` (the
+        CPU), freeing the accelerator between collection and training;
+        ``step`` refuses to run until :meth:`onload` brings them back."""
+        if self._offloaded is not None or _torch is None:
+            return
+        home = _model_device(self.world_model, getattr(self, "device", None))
+        if isinstance(self.world_model, _torch.nn.Module):
+            self.world_model.to(device)
+        self._state = to_device(self._state, device)
+        self._offloaded = home
+
+    def onload(self) -> None:
+        """Moves the model and the state back to the device :meth:`offload` took them from."""
+        home = self._offloaded
+        if home is None:
+            return
+        if isinstance(self.world_model, _torch.nn.Module):
+            self.world_model.to(home)
+        self._state = to_device(self._state, home)
+        self._offloaded = None
+
+    def _refuse_offloaded(self):
+        raise RuntimeError(
+            f"the env is offloaded (offload() moved its model and state off {self._offloaded}): call onload() "
+            "before step()"
+        )
 
     @property
     def generator(self):
@@ -731,6 +761,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         model or an adapter leaves the env as it was."""
         if self._obs is _NOT_RESET:
             raise RuntimeError("Call reset() before step().")
+        if self._offloaded is not None:
+            self._refuse_offloaded()
         elapsed = self._elapsed + 1
         plan = self._plan
         if plan is not None and not self._stage and not self._notes.unchecked:

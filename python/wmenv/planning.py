@@ -23,8 +23,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._backend import torch as _torch
+from . import _backend
 from .autoreset import scatter_by_mask
+
+_torch: Any = _backend.torch
 
 __all__ = ["Rollout", "Snapshot", "StartData", "deep_copy", "repeat_state", "scatter_by_mask"]
 
@@ -279,13 +281,16 @@ class StartData:
         self._valid_cache = (length, valid)
         return valid
 
-    def indices(self, count: int, generator, np_random) -> list:
-        """``count`` start indices (each the last index of its window)."""
+    def indices(self, count: int, generator, np_random, generators=None) -> list:
+        """``count`` start indices (each the last index of its window);
+        ``generators``: one torch generator per draw instead (per-env seeds)."""
         length = self.check()
         span = 1 if self.context is None else self.context
         valid = self._valid_ends(length, span)
         high = length - span + 1 if valid is None else len(valid)
-        if generator is not None and _torch is not None:
+        if generators is not None:
+            drawn = [int(_torch.randint(0, high, (1,), generator=g)[0]) for g in generators]
+        elif generator is not None and _torch is not None:
             drawn = [int(i) for i in _torch.randint(0, high, (count,), generator=generator, device=generator.device)]
         else:
             drawn = [int(i) for i in np_random.integers(0, high, size=count)]
@@ -307,12 +312,12 @@ class StartData:
             items = [_stack([self._item(source, j) for j in range(i - self.context + 1, i + 1)]) for i in indices]
         return _stack(items)
 
-    def draw(self, count: int, generator, np_random, batched: bool):
+    def draw(self, count: int, generator, np_random, batched: bool, generators=None):
         """``(state, observation, indices)``: the encoded start state and the
         last real observation of each draw (or the observation ``encode_fn``
         gave), with a leading ``count`` axis when ``batched`` (the vector
         env), without one otherwise."""
-        indices = self.indices(count, generator, np_random)
+        indices = self.indices(count, generator, np_random, generators)
         observations = self._gather(self.observations, indices)
         actions = None if self.actions is None else self._gather(self.actions, indices)
         if not batched:

@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 from . import _backend, _spaces, _staging
 from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
+from .groups import check_group_size, check_seeds, share_within_groups
 from .output import first_leaf
 from .planning import ObservationRows, Rollout, check_discount, discounted_returns
 
@@ -134,8 +135,11 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         halt_reward: float = 0.0,
         terminated_threshold: Optional[float] = None,
         global_rng: bool = False,
+        group_size: Optional[int] = None,
     ):
         self.num_envs = _check_num_envs(num_envs)
+        self.group_size = check_group_size(group_size, self.num_envs)
+        self._env_seeds = None
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
@@ -251,14 +255,28 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         """Runs the reset and merges its result into ``(state, obs)`` by ``mask``
         (``device_mask``: the same mask already on the model's device)."""
         if self._ensemble is not None:
-            self._ensemble.new_episode(mask)
+            self._ensemble.new_episode(mask, self._env_seeds)
+        group = options.get("group_size", self.group_size)
         if self._start is not None and "state" not in options:
-            return self._reset_from_data(mask, state, obs)
-        new_state, new_obs, info = self._reset_result(seed, options)
-        self._check_axes(new_state)
+            out = self._reset_from_data(mask, state, obs)
+        else:
+            new_state, new_obs, info = self._reset_result(seed, options)
+            self._check_axes(new_state)
+            out = (
+                merge_by_mask(mask, new_state, state, self.batch_axes, "state", device_mask),
+                merge_by_mask(mask, new_obs, obs, 0, "observation", device_mask),
+                info,
+            )
+        if not group:
+            return out
+        state, obs, info = out  # groups of envs share their first reset env's start
+        info = dict(info)
+        if "start_index" in info:
+            info["start_index"] = share_within_groups(info["start_index"], mask, group)
+        info["group"] = np.arange(self.num_envs) // group
         return (
-            merge_by_mask(mask, new_state, state, self.batch_axes, "state", device_mask),
-            merge_by_mask(mask, new_obs, obs, 0, "observation", device_mask),
+            share_within_groups(state, mask, group, self.batch_axes, "state"),
+            share_within_groups(obs, mask, group, 0, "observation"),
             info,
         )
 
@@ -271,7 +289,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _reset_from_data(self, mask, state, obs):
         """Only the masked envs draw start states (one encode_fn call for all of them)."""
         count = int(mask.sum())
-        part_state, part_obs, indices = self._start.draw(count, self._generator, self.np_random, batched=True)
+        generators = None
+        if self._env_seeds is not None and _torch is not None:  # each env's draw from its own seed
+            generators = [_torch.Generator().manual_seed(self._env_seeds[i]) for i in np.flatnonzero(mask)]
+        part_state, part_obs, indices = self._start.draw(
+            count, self._generator, self.np_random, batched=True, generators=generators
+        )
         self._check_axes(part_state)
         new_state = scatter_by_mask(mask, part_state, state, self.batch_axes, "state")
         del part_state
@@ -298,10 +321,13 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             seed: seeds the env's generator, NumPy RNG and spaces.
             options: passed to the reset, with ``reset_mask`` set.
         """
+        seed, self._env_seeds = check_seeds(seed, self.num_envs)
         super().reset(seed=seed)
         if seed is not None:
             self._seed(seed)
         options = {} if options is None else dict(options)
+        if "group_size" in options:
+            check_group_size(options["group_size"], self.num_envs)
         mask = options.get("reset_mask")
         if mask is None:
             mask = np.ones(self.num_envs, np.bool_)
@@ -316,6 +342,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         finally:
             if restore:
                 _set_grad_enabled(True)
+            self._env_seeds = None  # per-env seeds serve this reset only
         self._note_state_device(state)
         self._state, self._obs = state, obs
         if self._torch_out is not None:
@@ -516,6 +543,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         ``autoreset_mode`` says."""
         if self._obs is None:
             raise RuntimeError("Call reset() before step().")
+        if self._offloaded is not None:
+            self._refuse_offloaded()
         if self._torch_out is not None:
             if self.autoreset_mode is _DISABLED and self._autoreset.any():
                 raise RuntimeError(

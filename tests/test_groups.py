@@ -1,0 +1,110 @@
+"""Group resets for GRPO, per-env seeds, and offloading."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+from wmenv import WorldModelEnv, WorldModelVectorEnv
+
+OBS = gym.spaces.Box(-1e3, 1e3, (2,), np.float32)
+ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+DATA = np.arange(60, dtype=np.float32).reshape(30, 2)
+
+
+def data_env(backend, n=6, **kwargs):
+    return WorldModelVectorEnv(
+        None, n, OBS, ACT, backend=backend, start_data=DATA, transition_fn=lambda m, s, a: (s + 1, s + 1), **kwargs
+    )
+
+
+def test_group_resets_share_one_start(backend):
+    env = data_env(backend)
+    obs, info = env.reset(seed=0, options={"group_size": 3})
+    assert info["group"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(set(info["start_index"][:3])) == 1 and len(set(info["start_index"][3:])) == 1
+    assert np.array_equal(obs[0], obs[1]) and np.array_equal(obs[1], obs[2])
+    assert np.array_equal(obs[0], DATA[info["start_index"][0]])
+
+
+def test_group_autoresets_share_a_start_among_the_envs_reset(backend):
+    for mode in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        env = data_env(backend, group_size=2, max_episode_steps=2, autoreset_mode=mode)
+        env.reset(seed=1)
+        for _ in range(3):
+            obs = env.step(np.zeros((6, 2), np.float32))[0]
+        assert np.array_equal(obs[0], obs[1]) and np.array_equal(obs[2], obs[3]) and np.array_equal(obs[4], obs[5])
+
+
+def test_group_size_must_divide_num_envs(backend):
+    with pytest.raises(ValueError, match=r"group_size=4 does not divide num_envs=6"):
+        data_env(backend, group_size=4)
+    env = data_env(backend)
+    with pytest.raises(ValueError, match=r"group_size=5 does not divide num_envs=6"):
+        env.reset(options={"group_size": 5})
+    with pytest.raises(ValueError, match=r"group_size must be a positive int"):
+        env.reset(options={"group_size": 0})
+
+
+def test_groups_without_start_data_share_the_reset(backend):
+    def reset(model, seed, options):
+        state = torch.arange(8.0).reshape(4, 2)  # a different start per env, before grouping
+        return state, state
+
+    env = WorldModelVectorEnv(None, 4, OBS, ACT, backend=backend, reset_fn=reset, transition_fn=lambda m, s, a: (s, s))
+    obs, info = env.reset(seed=0, options={"group_size": 2})
+    assert obs[:, 0].tolist() == [0.0, 0.0, 4.0, 4.0] and env.state[:, 0].tolist() == [0.0, 0.0, 4.0, 4.0]
+
+
+def test_per_env_seeds_give_the_same_start_wherever_the_env_sits(backend):
+    env = data_env(backend)
+    _, first = env.reset(seed=[11, 12, 13, 14, 15, 16])
+    _, moved = env.reset(seed=[16, 15, 14, 13, 12, 11])
+    assert first["start_index"].tolist() == moved["start_index"].tolist()[::-1]
+    _, again = env.reset(seed=[11, 12, 13, 14, 15, 16])
+    assert again["start_index"].tolist() == first["start_index"].tolist()
+    with pytest.raises(ValueError, match=r"reset\(seed=\.\.\.\) takes one seed per env: 6 seeds, got 2"):
+        env.reset(seed=[1, 2])
+
+
+def test_per_env_seeds_fix_each_envs_episode_member(backend):
+    class Members(torch.nn.Module):
+        def forward(self, s, a):
+            return {"observation": s.unsqueeze(0) + torch.arange(4.0).reshape(4, 1, 1)}
+
+    env = WorldModelVectorEnv(
+        Members(), 3, OBS, ACT, backend=backend, members=4, member="episode", initial_state=torch.zeros(3, 2)
+    )
+    env.reset(seed=[1, 2, 3])
+    first = env.step(np.zeros((3, 2), np.float32))[4]["member"].tolist()
+    env.reset(seed=[3, 2, 1])
+    moved = env.step(np.zeros((3, 2), np.float32))[4]["member"].tolist()
+    assert moved == first[::-1]
+
+
+def test_offload_refuses_steps_until_onload(backend):
+    model = torch.nn.Linear(2, 2)
+    for env in (
+        WorldModelVectorEnv(
+            model,
+            2,
+            OBS,
+            ACT,
+            backend=backend,
+            initial_state=torch.zeros(2, 2),
+            transition_fn=lambda m, s, a: (s + a, s + a),
+        ),
+        WorldModelEnv(
+            model, OBS, ACT, backend=backend, initial_state=torch.zeros(2), transition_fn=lambda m, s, a: (s + a, s + a)
+        ),
+    ):
+        action = np.ones(env.action_space.shape, np.float32)
+        env.reset(seed=0)
+        env.step(action)
+        env.offload()
+        with pytest.raises(RuntimeError, match=r"the env is offloaded .*call onload\(\) before step\(\)"):
+            env.step(action)
+        env.onload()
+        obs = env.step(action)[0]
+        assert np.allclose(obs, 2.0)  # the state came back as it was
