@@ -4,9 +4,9 @@
   *global* random generator (``torch.randn(...)`` without a ``generator``, as
   most published world models do) gets the env's own generator swapped in
   for each call, so ``reset(seed=...)`` reproduces it and snapshots replay it
-  bit for bit. Cost: one ``get_state``/``set_state`` pair each way per call
-  (a few µs on the CPU: the Mersenne Twister state is 5 KiB), paid only by
-  envs that ask for it. NumPy's and Python's global generators are left alone.
+  bit for bit. Cost: three ``get_state`` and three ``set_state`` calls of
+  the 5 KiB Mersenne Twister state per call (about 7 µs on a 2-core CPU
+  machine), paid only by envs that ask for it. NumPy's and Python's global generators are left alone.
 * :class:`TerminationThreshold` (``terminated_threshold=p``): a model whose
   termination head gives a probability (``sigmoid(x)``) has it read as
   ``terminated = probability >= p``; without it, a float that is neither 0
