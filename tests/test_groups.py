@@ -108,3 +108,54 @@ def test_offload_refuses_steps_until_onload(backend):
         env.onload()
         obs = env.step(action)[0]
         assert np.allclose(obs, 2.0)  # the state came back as it was
+
+
+class Frames(torch.nn.Module):
+    """A 'video' model: the frame brightens by the action; its own reward is -1."""
+
+    def forward(self, state, action):
+        nxt = state + action.mean(-1, keepdim=True)
+        return {"state": nxt, "observation": nxt, "reward": -torch.ones(nxt.shape[:-1])}
+
+
+def brightness(frames):
+    return frames.mean(-1)
+
+
+def test_a_reward_model_scores_the_generated_observations(backend):
+    env = WorldModelVectorEnv(
+        Frames(),
+        3,
+        OBS,
+        ACT,
+        backend=backend,
+        reward_model=brightness,
+        success_threshold=2.0,
+        initial_state=torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.5, 1.5]]),
+    )
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step(np.full((3, 2), 0.5, np.float32))
+    assert reward.tolist() == [0.5, 1.5, 2.0]
+    assert terminated.tolist() == [False, False, True] and info["success"].tolist() == [False, False, True]
+    assert torch.equal(info["model_reward"], -torch.ones(3))
+    single = WorldModelEnv(
+        Frames(),
+        OBS,
+        ACT,
+        backend=backend,
+        reward_model=brightness,
+        success_threshold=0.4,
+        initial_state=torch.zeros(2),
+    )
+    single.reset(seed=0)
+    _, reward, terminated, _, info = single.step(np.full(2, 0.5, np.float32))
+    assert reward == 0.5 and terminated is True and info["success"] is True
+
+
+def test_reward_model_options_are_checked(backend):
+    with pytest.raises(ValueError, match=r"success_threshold needs reward_model="):
+        WorldModelEnv(Frames(), OBS, ACT, backend=backend, success_threshold=1.0)
+    with pytest.raises(ValueError, match=r"reward_model must be a callable or module, got int"):
+        WorldModelEnv(Frames(), OBS, ACT, backend=backend, reward_model=3)
+    with pytest.raises(ValueError, match=r"success_threshold must be None or a number"):
+        WorldModelEnv(Frames(), OBS, ACT, backend=backend, reward_model=brightness, success_threshold="high")

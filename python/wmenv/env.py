@@ -14,7 +14,7 @@ from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
 from .groups import to_device
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
-from .transitions import GlobalRNG, TerminationThreshold, check_threshold
+from .transitions import GlobalRNG, RewardModel, TerminationThreshold, check_success_threshold, check_threshold
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -205,6 +205,14 @@ class _AdapterHost:
             self._transition = self._ensemble
         elif threshold is not None:
             self._transition = TerminationThreshold(self._transition, threshold, core.parse_step)
+        if self.reward_model is not None:  # scores what the (reduced) model generated
+            self._transition = RewardModel(
+                self._transition,
+                wrap(self.reward_model),
+                self.success_threshold,
+                core.parse_step,
+                self._snapshot_envs() is not None,
+            )
         self._no_grad = not self.grad
         self._cast_hook = self._notes.on_cast
         self._start = None
@@ -302,6 +310,11 @@ class _AdapterHost:
         self.grad = bool(self.grad)
         self.global_rng = bool(self.global_rng)
         self.terminated_threshold = check_threshold(self.terminated_threshold)
+        self.success_threshold = check_success_threshold(self.success_threshold)
+        if self.success_threshold is not None and self.reward_model is None:
+            raise ValueError("success_threshold needs reward_model= (it thresholds the reward model's score)")
+        if self.reward_model is not None and not callable(self.reward_model):
+            raise ValueError(f"reward_model must be a callable or module, got {type(self.reward_model).__name__}")
         self.batched_model = bool(self.batched_model)
         self._notes = Notes()
         self._generator = _new_generator(world_model, self.device)
@@ -534,6 +547,8 @@ _SHARED_OPTIONS = (
     "halt_reward",
     "terminated_threshold",
     "global_rng",
+    "reward_model",
+    "success_threshold",
 )
 
 
@@ -604,6 +619,11 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             ``torch.randn`` without a generator reproduces under a seed and
             replays from snapshots (see :mod:`wmenv.transitions`; a few µs
             per call).
+        reward_model: a callable or module scoring the generated
+            observations; its score is the reward (the model's own goes to
+            ``info["model_reward"]``).
+        success_threshold: a score at or above it sets ``terminated`` and
+            ``info["success"]``.
 
     Example:
         >>> import numpy as np, gymnasium as gym
@@ -659,6 +679,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         halt_reward: float = 0.0,
         terminated_threshold: Optional[float] = None,
         global_rng: bool = False,
+        reward_model: Optional[Callable] = None,
+        success_threshold: Optional[float] = None,
     ):
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = self.batched_model

@@ -113,3 +113,56 @@ class GlobalRNG:
                 default.set_state(saved)
 
         return call
+
+
+def check_success_threshold(value) -> Optional[float]:
+    """``success_threshold`` as a finite float, or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"success_threshold must be None or a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"success_threshold must be a finite number, got {value!r}")
+    return float(value)
+
+
+class RewardModel:
+    """A transition whose reward comes from ``reward_model(observations)``: a
+    callable or module that scores what the world model generated (batched
+    as the env's observations are), run under the env's autograd and device
+    rules like the model itself. The world model's own reward, if it gave
+    one, is kept as ``info["model_reward"]``. With ``success_threshold``, a
+    score at or above it sets ``terminated`` and ``info["success"]``."""
+
+    def __init__(self, transition: Callable, reward_model: Callable, success_threshold, parse_step, batched: bool):
+        if not callable(reward_model):
+            raise ValueError(f"reward_model must be a callable or module, got {type(reward_model).__name__}")
+        self.transition, self.reward_model, self.parse_step = transition, reward_model, parse_step
+        self.success_threshold, self.batched = success_threshold, batched
+
+    def __call__(self, state, action):
+        result = self.transition(state, action)
+        next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
+        if isinstance(result, Mapping) and not any(k in result for k in ("observation", "obs", "image", "pixels")):
+            obs = next_state if obs is None else obs
+        info = {} if info is None else dict(info)
+        if reward is not None:
+            info["model_reward"] = reward
+        score = self.reward_model(obs)
+        if self.success_threshold is not None:
+            success = _at_least(score, self.success_threshold)
+            if _torch is not None and isinstance(success, _torch.Tensor):
+                success_np = success.detach().cpu().numpy().reshape(-1).astype(bool)
+            else:
+                success_np = np.asarray(success, bool).reshape(-1)
+            info["success"] = success_np if self.batched else bool(success_np[0])
+            if terminated is None:
+                terminated = success
+            elif _torch is not None and isinstance(terminated, _torch.Tensor):
+                terminated = terminated.bool() | _torch.as_tensor(success_np, device=terminated.device).reshape(
+                    terminated.shape
+                )
+            else:
+                terminated = np.asarray(terminated, bool).reshape(success_np.shape) | success_np
+                terminated = terminated if self.batched else bool(terminated.reshape(-1)[0])
+        return (next_state, obs, score, terminated, truncated, info)

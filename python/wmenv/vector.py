@@ -135,6 +135,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         halt_reward: float = 0.0,
         terminated_threshold: Optional[float] = None,
         global_rng: bool = False,
+        reward_model: Optional[Callable] = None,
+        success_threshold: Optional[float] = None,
         group_size: Optional[int] = None,
     ):
         self.num_envs = _check_num_envs(num_envs)
