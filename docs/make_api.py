@@ -21,6 +21,7 @@ SECTIONS = [
     ("wmenv.evaluation", ["collect"]),
     ("wmenv.autoreset", ["merge_by_mask", "scatter_by_mask", "leaf_paths", "check_batch_axes"]),
     ("wmenv.transitions", ["GlobalRNG", "TerminationThreshold"]),
+    ("wmenv.chunks", ["chunk_space", "ChunkStep"]),
     ("wmenv.groups", ["share_within_groups", "group_sources", "check_seeds", "check_group_size"]),
     ("wmenv.planning", ["StartData"]),
     ("wmenv.sb3", ["WorldModelVecEnv"]),

@@ -159,3 +159,82 @@ def test_reward_model_options_are_checked(backend):
         WorldModelEnv(Frames(), OBS, ACT, backend=backend, reward_model=3)
     with pytest.raises(ValueError, match=r"success_threshold must be None or a number"):
         WorldModelEnv(Frames(), OBS, ACT, backend=backend, reward_model=brightness, success_threshold="high")
+
+
+# Action chunks.
+
+T = 4
+
+
+class Video(torch.nn.Module):
+    """Generates T frames per call from a chunk of T actions; ends where x >= 3."""
+
+    def forward(self, state, action):
+        frames = state.unsqueeze(-2) + torch.cumsum(action, -2)
+        return {
+            "state": frames[..., -1, :],
+            "observation": frames,
+            "reward": frames[..., 0],
+            "terminated": frames[..., 0] >= 3,
+        }
+
+
+def chunked(backend, n=2, **kwargs):
+    kwargs.setdefault("initial_state", torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+    return WorldModelVectorEnv(
+        Video(), n, OBS, gym.spaces.Box(-1, 1, (2,), np.float32), backend=backend, chunk=T, **kwargs
+    )
+
+
+def test_chunk_spaces_and_one_call_per_chunk(backend):
+    env = chunked(backend)
+    assert env.single_action_space.shape == (T, 2) and env.single_observation_space.shape == (T, 2)
+    assert env.action_space.shape == (2, T, 2) and env.observation_space.shape == (2, T, 2)
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step(np.full((2, T, 2), 0.5, np.float32))
+    assert obs.shape == (2, T, 2) and obs[0, :, 0].tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert reward.tolist() == [5.0, 9.0] and terminated.tolist() == [False, True]
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step(np.full((2, T, 2), 1.0, np.float32))
+    assert info["chunk_length"].tolist() == [3, 2]  # x reached 3.0 at frames 3 and 2
+    assert obs[0, :, 0].tolist() == [1.0, 2.0, 3.0, 3.0] and obs[1, :, 0].tolist() == [2.0, 3.0, 3.0, 3.0]
+    assert reward.tolist() == [6.0, 5.0] and terminated.tolist() == [True, True]  # later frames count nothing
+
+
+def test_chunk_rewards_last_and_callable(backend):
+    last = chunked(backend, chunk_reward="last")
+    last.reset(seed=0)
+    assert last.step(np.full((2, T, 2), 1.0, np.float32))[1].tolist() == [3.0, 3.0]
+    peak = chunked(backend, chunk_reward=lambda r: r.max(-1).values)
+    peak.reset(seed=0)
+    assert peak.step(np.full((2, T, 2), 0.5, np.float32))[1].tolist() == [2.0, 3.0]
+    with pytest.raises(ValueError, match=r"chunk_reward must be 'sum', 'last' or a callable"):
+        chunked(backend, chunk_reward="mean")
+    with pytest.raises(ValueError, match=r"chunk must be None or a positive int"):
+        WorldModelVectorEnv(Video(), 2, OBS, ACT, backend=backend, chunk=0)
+
+
+def test_chunk_time_limits_count_env_steps(backend):
+    env = chunked(backend, max_episode_steps=10, initial_state=torch.full((2, 2), -100.0))
+    env.reset(seed=0)
+    truncated = [env.step(np.zeros((2, T, 2), np.float32))[3].tolist() for _ in range(3)]
+    assert truncated == [[False, False], [False, False], [True, True]]  # 10 steps: three chunks of 4
+
+
+def test_single_env_chunks_pass_gymnasium_checks(backend):
+    from gymnasium.utils.env_checker import check_env
+
+    env = WorldModelEnv(
+        Video(),
+        OBS,
+        gym.spaces.Box(-1, 1, (2,), np.float32),
+        backend=backend,
+        chunk=T,
+        chunk_frames=False,
+        initial_state=torch.zeros(2),
+    )
+    assert env.observation_space.shape == (2,) and env.action_space.shape == (T, 2)
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step(np.full((T, 2), 1.0, np.float32))
+    assert obs.tolist() == [3.0, 3.0] and reward == 6.0 and terminated is True and info["chunk_length"] == 3
+    check_env(env, skip_render_check=True)

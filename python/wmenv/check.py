@@ -152,7 +152,7 @@ def _same(a, b) -> bool:
 
 def _rebuild(env, backend: str):
     options = {name: getattr(env, name) for name in _SHARED_OPTIONS if name != "backend"}
-    return type(env)(env.world_model, env.observation_space, env.action_space, backend=backend, **options)
+    return type(env)(env.world_model, *env._given_spaces, backend=backend, **options)
 
 
 def _reset_source(env) -> str:
@@ -399,8 +399,7 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
                 twin = type(env)(
                     env.world_model,
                     env.num_envs,
-                    env.single_observation_space,
-                    env.single_action_space,
+                    *env._given_spaces,
                     backend=other,
                     autoreset_mode=env.autoreset_mode,
                     batch_axes=env.batch_axes,

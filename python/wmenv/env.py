@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from . import _backend, _spaces, _staging, adapters
+from .chunks import ChunkStep, calls_for, check_chunk, chunk_space
 from .diagnostics import Notes
 from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
 from .groups import to_device
@@ -194,6 +195,15 @@ class _AdapterHost:
             self._transition, self._reset_call = wrap(self._transition), wrap(self._reset_call)
             self._reward, self._terminal, self._render = wrap(self._reward), wrap(self._terminal), wrap(self._render)
             self._transform = wrap(self._transform)
+        if self._chunk:  # one call generates chunk steps: reduce them to one env step
+            self._transition = ChunkStep(
+                self._transition,
+                self._chunk,
+                self.chunk_reward,
+                self.chunk_frames,
+                core.parse_step,
+                self._snapshot_envs() is not None,
+            )
         self._ensemble = None
         threshold = self.terminated_threshold
         if self._ensemble_options is not None:
@@ -227,6 +237,14 @@ class _AdapterHost:
 
     def _compile_specs(self):  # pragma: no cover - each env defines it
         raise NotImplementedError
+
+    def _chunked(self, observation_space, action_space):
+        """The spaces of one env step: with ``chunk=T``, actions are ``T``
+        steps' worth and observations the chunk's ``T`` frames (or the last)."""
+        if not self._chunk:
+            return observation_space, action_space
+        obs = chunk_space(observation_space, self._chunk) if self.chunk_frames else observation_space
+        return obs, chunk_space(action_space, self._chunk)
 
     def _tensor_model(self) -> bool:
         """Whether the model is a torch one (a module, or a device was named)."""
@@ -263,6 +281,11 @@ class _AdapterHost:
         self._max_episode_steps = None if value is None else int(value)
         if "_plan" in self.__dict__:
             self._build_plan()
+
+    @property
+    def _step_limit(self) -> Optional[int]:
+        """The time limit in model calls (chunks of ``chunk`` steps each)."""
+        return calls_for(self._max_episode_steps, getattr(self, "_chunk", None))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -304,12 +327,15 @@ class _AdapterHost:
         if self._ensemble_options is not None and isinstance(world_model, (list, tuple)):
             world_model = StackedEnsemble(world_model)  # one call per member, outputs stacked
         self.world_model = world_model
+        self._given_spaces = (observation_space, action_space)  # before chunk=... derives the env's own
         for name in _SHARED_OPTIONS:
             setattr(self, name, options[name])
         self.torch_actions = bool(self.torch_actions)
         self.grad = bool(self.grad)
         self.global_rng = bool(self.global_rng)
         self.terminated_threshold = check_threshold(self.terminated_threshold)
+        self._chunk = check_chunk(self.chunk, self.chunk_reward)
+        self.chunk_frames = bool(self.chunk_frames)
         self.success_threshold = check_success_threshold(self.success_threshold)
         if self.success_threshold is not None and self.reward_model is None:
             raise ValueError("success_threshold needs reward_model= (it thresholds the reward model's score)")
@@ -549,6 +575,9 @@ _SHARED_OPTIONS = (
     "global_rng",
     "reward_model",
     "success_threshold",
+    "chunk",
+    "chunk_reward",
+    "chunk_frames",
 )
 
 
@@ -624,6 +653,10 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             ``info["model_reward"]``).
         success_threshold: a score at or above it sets ``terminated`` and
             ``info["success"]``.
+        chunk: one model call generates this many steps: actions are
+            ``(chunk, *action_shape)`` (see :mod:`wmenv.chunks`).
+        chunk_reward: ``"sum"``, ``"last"`` or a callable of the chunk's rewards.
+        chunk_frames: observations are the chunk's frames (else the last).
 
     Example:
         >>> import numpy as np, gymnasium as gym
@@ -681,9 +714,13 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         global_rng: bool = False,
         reward_model: Optional[Callable] = None,
         success_threshold: Optional[float] = None,
+        chunk: Optional[int] = None,
+        chunk_reward: Any = "sum",
+        chunk_frames: bool = True,
     ):
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = self.batched_model
+        observation_space, action_space = self._chunked(observation_space, action_space)
         self.observation_space = observation_space
         self.action_space = action_space
         self._state = None
@@ -721,7 +758,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             True,  # protect: observations handed out never change later
             self._cast_hook,
             grad_switch,
-            self.max_episode_steps,
+            self._step_limit,
         )
 
     def _seed(self, seed):
@@ -840,7 +877,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                 _set_grad_enabled(True)
         if obs is None:
             obs = self._sample_observation()
-        if self.max_episode_steps is not None and elapsed >= self.max_episode_steps:
+        if self._step_limit is not None and elapsed >= self._step_limit:
             truncated = True if self._torch_out is None else _torch.ones_like(truncated)
         self._state = state
         self._obs = obs

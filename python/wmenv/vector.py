@@ -137,6 +137,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         global_rng: bool = False,
         reward_model: Optional[Callable] = None,
         success_threshold: Optional[float] = None,
+        chunk: Optional[int] = None,
+        chunk_reward: Any = "sum",
+        chunk_frames: bool = True,
         group_size: Optional[int] = None,
     ):
         self.num_envs = _check_num_envs(num_envs)
@@ -155,6 +158,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         self.batch_axes = batch_axes
         self._axes_checked = not isinstance(batch_axes, dict)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        observation_space, action_space = self._chunked(observation_space, action_space)
         self.single_observation_space = observation_space
         self.single_action_space = action_space
         self.observation_space = batch_space(observation_space, self.num_envs)
@@ -206,7 +210,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             True,  # protect: observations handed out never change later
             self._cast_hook,
             grad_switch,
-            self.max_episode_steps,
+            self._step_limit,
             None if self._discrete is None else functools.partial(_check_discrete_range, *self._discrete, space),
         )
 
@@ -513,8 +517,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             del result, raw_obs  # what still shares the observation's memory now is the model's, or the state
             obs = out.secure(held, 0)[0]
             elapsed = self._elapsed + 1
-            if self.max_episode_steps is not None:
-                truncated = truncated | (elapsed >= self.max_episode_steps)
+            if self._step_limit is not None:
+                truncated = truncated | (elapsed >= self._step_limit)
             if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                 mask, mask_t = self._autoreset, self._autoreset_t
                 state, obs, self._reset_info = self._reset_batch(
@@ -584,7 +588,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             restore = _grad_off(self._no_grad)
             try:
                 state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, True)
-                elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self.max_episode_steps)
+                elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self._step_limit)
                 if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                     state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
                 elif mode is _SAME_STEP and _count_nonzero(ended):

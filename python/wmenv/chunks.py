@@ -1,0 +1,191 @@
+"""Action chunks (``chunk=T``): one model call generates ``T`` steps.
+
+Video world models generate a chunk of frames per call. With ``chunk=T``:
+
+* an action is ``(T, *action_shape)`` per env (the env's action space is the
+  given one repeated ``T`` times: a ``Box`` of shape ``(T, ...)``, a
+  ``Discrete(n)`` becomes ``MultiDiscrete([n] * T)``), and the model receives
+  the whole chunk in one call;
+* the observation is the chunk's frames, ``(T, *observation_shape)`` (the
+  observation space repeated ``T`` times), or with ``chunk_frames=False``
+  only the last frame (the space as given);
+* the model's reward and termination may carry the time axis, ``(T,)`` per
+  env: a termination inside the chunk ends the episode at that frame, and
+  later frames repeat the terminal one and their rewards count for nothing;
+  the step's reward is the chunk's sum (``chunk_reward="sum"``), its last
+  counted frame's (``"last"``), or ``chunk_reward(rewards)`` of the masked
+  ``(..., T)`` rewards; ``info["chunk_length"]`` is how many frames counted;
+* ``max_episode_steps`` counts env steps (frames): an episode is truncated
+  after ``ceil(max_episode_steps / T)`` chunks.
+
+Example:
+    >>> import gymnasium as gym
+    >>> chunk_space(gym.spaces.Box(-1, 1, (2,)), 4).shape
+    (4, 2)
+    >>> chunk_space(gym.spaces.Discrete(3), 2)
+    MultiDiscrete([3 3])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import numpy as np
+from gymnasium import spaces
+
+from . import _backend
+
+_torch: Any = _backend.torch
+
+__all__ = ["ChunkStep", "check_chunk", "chunk_space"]
+
+
+def check_chunk(chunk, chunk_reward) -> Optional[int]:
+    if chunk is None:
+        return None
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be None or a positive int (steps per model call), got {chunk!r}")
+    if chunk_reward not in ("sum", "last") and not callable(chunk_reward):
+        raise ValueError(f"chunk_reward must be 'sum', 'last' or a callable, got {chunk_reward!r}")
+    return int(chunk)
+
+
+def chunk_space(space: spaces.Space, t: int) -> spaces.Space:
+    """``space`` repeated ``t`` times on a new leading axis."""
+    if isinstance(space, spaces.Box):
+        shape = (t,) + space.shape
+        return spaces.Box(np.broadcast_to(space.low, shape), np.broadcast_to(space.high, shape), shape, space.dtype)
+    if isinstance(space, spaces.Discrete):
+        return spaces.MultiDiscrete(np.full(t, space.n), start=np.full(t, space.start), dtype=np.int64)
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = np.broadcast_to(space.nvec, (t,) + space.nvec.shape)
+        return spaces.MultiDiscrete(nvec, start=np.broadcast_to(space.start, nvec.shape), dtype=space.dtype)
+    if isinstance(space, spaces.MultiBinary):
+        return spaces.MultiBinary((t,) + tuple(np.atleast_1d(space.n)))
+    if isinstance(space, spaces.Dict):
+        return spaces.Dict({k: chunk_space(s, t) for k, s in space.spaces.items()})
+    if isinstance(space, spaces.Tuple):
+        return spaces.Tuple([chunk_space(s, t) for s in space.spaces])
+    raise ValueError(
+        f"chunk=... supports Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple spaces, got {space!r}"
+    )
+
+
+def calls_for(max_episode_steps: Optional[int], t: Optional[int]) -> Optional[int]:
+    """How many chunks make ``max_episode_steps`` env steps."""
+    if max_episode_steps is None or not t:
+        return max_episode_steps
+    return math.ceil(max_episode_steps / t)
+
+
+def _array(x):
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        return x
+    return np.asarray(x)
+
+
+class ChunkStep:
+    """A transition generating ``t`` steps per call, its result reduced to one
+    env step per chunk (see the module's docstring)."""
+
+    def __init__(self, transition: Callable, t: int, reward, frames: bool, parse_step, batched: bool):
+        self.transition, self.t, self.reward, self.frames = transition, t, reward, frames
+        self.parse_step, self.batched = parse_step, batched
+
+    def __call__(self, state, action):
+        result = self.transition(state, action)
+        next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
+        if isinstance(result, Mapping) and not any(
+            k in result for k in ("observation", "obs", "image", "pixels", "next_observation", "next_obs")
+        ):
+            obs = next_state
+        lead = 1 if self.batched else 0  # the time axis sits after the batch axis
+        info = {} if info is None else dict(info)
+        ended = None  # (..., t) bool: True from the terminating frame on
+        if terminated is not None:
+            term = _array(terminated)
+            if term.ndim == lead + 1 and term.shape[lead] == self.t:
+                term = term != 0
+                ended = _cummax(term)
+                terminated = term.any(-1) if not hasattr(term, "dim") else term.any(dim=-1)
+        counted = None
+        if ended is not None:
+            before = _shift(ended)  # frames after the terminating one count for nothing
+            counted = ~before
+            info["chunk_length"] = _to_numpy(counted.sum(-1) if hasattr(counted, "dim") else counted.sum(-1))
+            if not self.batched:
+                info["chunk_length"] = int(np.asarray(info["chunk_length"]).reshape(-1)[0])
+            if obs is not None:
+                obs = _hold(obs, before, lead, self.t)
+        if reward is not None:
+            r = _array(reward)
+            if r.ndim == lead + 1 and r.shape[lead] == self.t:
+                if counted is not None:
+                    r = r * (counted if not hasattr(r, "dim") else counted.to(r.dtype))
+                if self.reward == "sum":
+                    reward = r.sum(-1)
+                elif self.reward == "last":
+                    last = (counted.sum(-1) - 1) if counted is not None else None
+                    reward = r[..., -1] if last is None else _take_last(r, last)
+                else:
+                    reward = self.reward(r)
+        if not self.frames and obs is not None:
+            obs = _last_frame(obs, lead, self.t)
+        return (next_state, obs, reward, terminated, truncated, info)
+
+
+def _to_numpy(x):
+    return x.detach().cpu().numpy() if _torch is not None and isinstance(x, _torch.Tensor) else np.asarray(x)
+
+
+def _cummax(term):
+    if _torch is not None and isinstance(term, _torch.Tensor):
+        return _torch.cummax(term.to(_torch.uint8), dim=-1).values.bool()
+    return np.maximum.accumulate(term, axis=-1)
+
+
+def _shift(ended):
+    """``ended`` one frame later: True after the terminating frame."""
+    if _torch is not None and isinstance(ended, _torch.Tensor):
+        return _torch.cat([_torch.zeros_like(ended[..., :1]), ended[..., :-1]], dim=-1)
+    return np.concatenate([np.zeros_like(ended[..., :1]), ended[..., :-1]], axis=-1)
+
+
+def _take_last(r, last):
+    if _torch is not None and isinstance(r, _torch.Tensor):
+        return r.gather(-1, last.long().unsqueeze(-1)).squeeze(-1)
+    return np.take_along_axis(r, np.asarray(last)[..., None], axis=-1)[..., 0]
+
+
+def _hold(obs, after, lead, t):
+    """Frames after the terminating one replaced by it, leaf by leaf (leaves
+    without the time axis, a last frame only, as they are)."""
+    if isinstance(obs, Mapping):
+        return {k: _hold(v, after, lead, t) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(_hold(v, after, lead, t) for v in obs)
+    x = _array(obs)
+    if x.ndim <= lead or x.shape[lead] != t:
+        return obs
+    index = (~after).sum(-1) - 1  # the last counted frame of each env
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        idx = _torch.arange(x.shape[lead], device=x.device).expand(after.shape)
+        idx = _torch.where(after.to(x.device), index.unsqueeze(-1).to(x.device), idx)
+        shape = tuple(idx.shape) + (1,) * (x.dim() - idx.dim())
+        return x.gather(lead, idx.reshape(shape).expand(x.shape))
+    idx = np.where(after, np.asarray(index)[..., None], np.arange(x.shape[lead]))
+    shape = idx.shape + (1,) * (x.ndim - idx.ndim)
+    return np.take_along_axis(x, np.broadcast_to(idx.reshape(shape), x.shape), axis=lead)
+
+
+def _last_frame(obs, lead, t):
+    if isinstance(obs, Mapping):
+        return {k: _last_frame(v, lead, t) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(_last_frame(v, lead, t) for v in obs)
+    x = _array(obs)
+    if x.ndim > lead and x.shape[lead] == t:
+        return x[:, -1] if lead else x[-1]
+    return obs
