@@ -37,3 +37,15 @@ def test_pendulum_mpc_quick():
     random_return = float(last.split()[2].rstrip(","))
     planned = float(last.split()[4])
     assert planned > random_return  # the learned ensemble plans better than chance on the real env
+
+
+VIDEO = ROOT / "examples" / "video_world_model.py"
+
+
+@pytest.mark.skipif(not VIDEO.exists(), reason="examples/ not beside tests/")
+def test_video_world_model_quick():
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(VIDEO), "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("video_world_model: 2 iterations, mean return ") and last.endswith(" frames/s")

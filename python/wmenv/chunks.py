@@ -16,7 +16,10 @@ Video world models generate a chunk of frames per call. With ``chunk=T``:
   counted frame's (``"last"``), or ``chunk_reward(rewards)`` of the masked
   ``(..., T)`` rewards; ``info["chunk_length"]`` is how many frames counted;
 * ``max_episode_steps`` counts env steps (frames): an episode is truncated
-  after ``ceil(max_episode_steps / T)`` chunks.
+  after ``ceil(max_episode_steps / T)`` chunks;
+* a reset's observation is a chunk too: ``start_data``'s real frame is
+  repeated ``T`` times; other resets return ``(T, ...)`` observations (or
+  the last frame only, with ``chunk_frames=False``).
 
 Example:
     >>> import gymnasium as gym
@@ -189,3 +192,16 @@ def _last_frame(obs, lead, t):
     if x.ndim > lead and x.shape[lead] == t:
         return x[:, -1] if lead else x[-1]
     return obs
+
+
+def repeat_frames(obs, t: int, lead: int):
+    """A start observation (one real frame) as a chunk: ``t`` copies on a new
+    axis after the batch axis (``lead``), leaf by leaf."""
+    if isinstance(obs, Mapping):
+        return {k: repeat_frames(v, t, lead) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(repeat_frames(v, t, lead) for v in obs)
+    x = _array(obs)
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        return _torch.stack([x] * t, dim=lead)
+    return np.stack([x] * t, axis=lead)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from . import _backend, _spaces, _staging, adapters
-from .chunks import ChunkStep, calls_for, check_chunk, chunk_space
+from .chunks import ChunkStep, calls_for, check_chunk, chunk_space, repeat_frames
 from .diagnostics import Notes
 from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
 from .groups import to_device
@@ -504,6 +504,8 @@ class _AdapterHost:
         """A reset result drawn from ``start_data`` (nothing else keeps its parts)."""
         # a batched model gets its start as a batch of one, as it gets everything else
         state, obs, indices = self._start.draw(1, self._generator, self.np_random, batched=self._batch_of_one)
+        if self._chunk and self.chunk_frames:  # the real frame, repeated over the chunk
+            obs = repeat_frames(obs, self._chunk, 1 if self._batch_of_one else 0)
         return (state, obs, {"start_index": indices[0]})
 
     def _reset_result(self, seed, options):

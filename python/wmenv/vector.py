@@ -13,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
 from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
+from .chunks import repeat_frames
 from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .groups import check_group_size, check_seeds, share_within_groups
 from .output import first_leaf
@@ -306,6 +307,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         del part_state
         start_index = np.full(self.num_envs, -1, np.int64)
         start_index[mask] = indices
+        if self._chunk and self.chunk_frames:  # the real frame, repeated over the chunk
+            part_obs = repeat_frames(part_obs, self._chunk, 1)
         if self._torch_out is not None:
             merged = [scatter_by_mask(mask, part_obs, obs, 0, "observation")]
             del part_obs
