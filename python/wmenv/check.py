@@ -151,8 +151,100 @@ def _same(a, b) -> bool:
 
 
 def _rebuild(env, backend: str):
+    """The same env on another backend (the vector env with its own options too)."""
     options = {name: getattr(env, name) for name in _SHARED_OPTIONS if name != "backend"}
+    if hasattr(env, "num_envs"):
+        return type(env)(
+            env.world_model,
+            env.num_envs,
+            *env._given_spaces,
+            backend=backend,
+            autoreset_mode=env.autoreset_mode,
+            batch_axes=env.batch_axes,
+            group_size=env.group_size,
+            **options,
+        )
     return type(env)(env.world_model, *env._given_spaces, backend=backend, **options)
+
+
+def _spied_rollout(env, rollout, seed: int, actions):
+    """``(rollout(env, seed, actions), raw)``: ``raw`` holds the first result of
+    the transition and of the reset, to say how they were read. The one-call
+    step holds the transition it was built with, so it is rebuilt around the
+    spy and again afterwards."""
+    raw: dict = {}
+    transition, reset_call = env._transition, env._reset_call
+
+    def spy(kind, call):
+        def spied(*args):
+            result = call(*args)
+            raw.setdefault(kind, result)
+            return result
+
+        return spied
+
+    env._transition = spy("step", transition)
+    if reset_call is not None:
+        env._reset_call = spy("reset", reset_call)
+    env._build_plan()
+    try:
+        return rollout(env, seed, actions), raw
+    finally:
+        env._transition, env._reset_call = transition, reset_call
+        env._build_plan()
+
+
+def _say_reading(report, env, raw) -> None:
+    """How the model is called and its results read, and what was cast."""
+    report.say("model call: " + adapters.describe_transition(env.world_model, env.transition_fn))
+    report.say("reset: " + (_describe_result(raw["reset"], "reset", env) if "reset" in raw else _reset_source(env)))
+    if "step" in raw:
+        report.say("step: " + _describe_result(raw["step"], "step"))
+    for path, (src, dst, lossy, low, high) in env._notes.casts.items():
+        loss = f", LOSSY (values in [{low:g}, {high:g}])" if lossy else ""
+        report.say(f"cast: {path} {src} -> {dst}{loss}")
+        if lossy:
+            report.fail(f"{path}: casting {src} to {dst} loses information")
+
+
+def _determinism_and_backends(report, env, rollout, trajectory, seed: int, actions) -> None:
+    """A seeded rollout repeats, and every other backend gives the same one."""
+    again = rollout(env, seed, actions)
+    deterministic = _same(trajectory, again)
+    if deterministic:
+        report.say(f"determinism: the same seed ({seed}) and actions gave the same trajectory")
+    else:
+        hint = (
+            "pass global_rng=True, so that the model's torch.randn draws come from the env's generator, or "
+            if not env.global_rng
+            else ""
+        )
+        report.fail(
+            "determinism: the same seed and actions gave different trajectories; "
+            + hint
+            + "draw the model's randomness from the torch.Generator the env hands adapters and methods "
+            "that declare a keyword-only generator parameter (or seed the model in reset(seed=...))"
+        )
+    for other in _backend.available():
+        if other == env.backend:
+            continue
+        if not deterministic:
+            report.say(f"backends: {env.backend} and {other} not compared (the model is not deterministic)")
+            continue
+        try:
+            if _same(rollout(_rebuild(env, other), seed, actions), again):
+                report.say(f"backends: {env.backend} and {other} agree")
+            else:
+                report.fail(f"backends: {env.backend} and {other} gave different trajectories")
+        except Exception as exc:
+            report.fail(f"backends: the {other} backend raised {type(exc).__name__}: {exc}")
+
+
+def _keep_warnings(report, caught) -> None:
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in report.warnings:
+            report.warnings.append(text)
 
 
 def _reset_source(env) -> str:
@@ -186,84 +278,23 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
     space = env.observation_space
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
-    transition, reset_call = env._transition, env._reset_call
-
-    def spy(kind, call):  # keeps the first raw result of a call, to say how it was read
-        def spied(*args):
-            result = call(*args)
-            raw.setdefault(kind, result)
-            return result
-
-        return spied
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # 1. how outputs are read
-        raw: dict = {}
-        env._transition = spy("step", transition)
-        if reset_call is not None:
-            env._reset_call = spy("reset", reset_call)
-        env._build_plan()  # the one-call step holds the transition it was built with: let it see the spy
         try:
-            outside = 0
-            trajectory = _rollout(env, seed, actions)
-            for item in trajectory:
-                obs = item[0] if isinstance(item, tuple) else item
-                if not space.contains(obs):
-                    outside += 1
+            trajectory, raw = _spied_rollout(env, _rollout, seed, actions)
         except Exception as exc:
             report.fail(f"stepping raised {type(exc).__name__}: {exc}")
             return report
-        finally:
-            env._transition, env._reset_call = transition, reset_call
-            env._build_plan()
+        outside = sum(not space.contains(item[0] if isinstance(item, tuple) else item) for item in trajectory)
         report.say(f"backend: {env.backend}")
-        report.say("model call: " + adapters.describe_transition(env.world_model, env.transition_fn))
-        report.say("reset: " + (_describe_result(raw["reset"], "reset", env) if "reset" in raw else _reset_source(env)))
-        if "step" in raw:
-            report.say("step: " + _describe_result(raw["step"], "step"))
-        for path, (src, dst, lossy, low, high) in env._notes.casts.items():
-            loss = f", LOSSY (values in [{low:g}, {high:g}])" if lossy else ""
-            report.say(f"cast: {path} {src} -> {dst}{loss}")
-            if lossy:
-                report.fail(f"{path}: casting {src} to {dst} loses information")
+        _say_reading(report, env, raw)
         for kind, keys in env._notes.unknown_keys.items():
             report.fail(f"{kind} result keys {list(keys)} were not recognised; the observation fell back")
-        total = len(trajectory)
-        report.say(f"observations outside the observation space: {outside} of {total}")
+        report.say(f"observations outside the observation space: {outside} of {len(trajectory)}")
         _episode_lengths(report, trajectory, len(actions))
-        # 2. determinism under a seed
-        again = _rollout(env, seed, actions)
-        deterministic = _same(trajectory, again)
-        if deterministic:
-            report.say(f"determinism: the same seed ({seed}) and actions gave the same trajectory")
-        else:
-            hint = (
-                "pass global_rng=True, so that the model's torch.randn draws come from the env's generator, or "
-                if not env.global_rng
-                else ""
-            )
-            report.fail(
-                "determinism: the same seed and actions gave different trajectories; "
-                + hint
-                + "draw the model's randomness from the torch.Generator the env hands adapters and methods "
-                "that declare a keyword-only generator parameter (or seed the model in reset(seed=...))"
-            )
-        # 3. both backends agree
-        for other in _backend.available():
-            if other == env.backend:
-                continue
-            if not deterministic:
-                report.say(f"backends: {env.backend} and {other} not compared (the model is not deterministic)")
-                continue
-            try:
-                twin = _rebuild(env, other)
-                if _same(_rollout(twin, seed, actions), again):
-                    report.say(f"backends: {env.backend} and {other} agree")
-                else:
-                    report.fail(f"backends: {env.backend} and {other} gave different trajectories")
-            except Exception as exc:
-                report.fail(f"backends: the {other} backend raised {type(exc).__name__}: {exc}")
+        # 2. determinism under a seed, and 3. both backends agree
+        _determinism_and_backends(report, env, _rollout, trajectory, seed, actions)
         # 4. the ecosystem's checkers
         try:
             from gymnasium.utils.env_checker import check_env as gym_check
@@ -292,10 +323,7 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
             if terminated or truncated:
                 env.reset()
         report.say(f"step: {(time.perf_counter() - start) / max(n, 1) * 1e6:.1f} us (model included)")
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in report.warnings:
-            report.warnings.append(text)
+    _keep_warnings(report, caught)
     return report
 
 
@@ -314,41 +342,15 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
     report = CheckReport()
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
-    transition, reset_call = env._transition, env._reset_call
-    raw: dict = {}
-
-    def spy(kind, call):
-        def spied(*args):
-            result = call(*args)
-            raw.setdefault(kind, result)
-            return result
-
-        return spied
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        env._transition = spy("step", transition)
-        if reset_call is not None:
-            env._reset_call = spy("reset", reset_call)
-        env._build_plan()
         try:
-            trajectory = _vector_rollout(env, seed, actions)
+            trajectory, raw = _spied_rollout(env, _vector_rollout, seed, actions)
         except Exception as exc:
             report.fail(f"stepping raised {type(exc).__name__}: {exc}")
             return report
-        finally:
-            env._transition, env._reset_call = transition, reset_call
-            env._build_plan()
         report.say(f"backend: {env.backend}; num_envs: {env.num_envs}; autoreset: {env.autoreset_mode.name}")
-        report.say("model call: " + adapters.describe_transition(env.world_model, env.transition_fn))
-        report.say("reset: " + (_describe_result(raw["reset"], "reset", env) if "reset" in raw else _reset_source(env)))
-        if "step" in raw:
-            report.say("step: " + _describe_result(raw["step"], "step"))
-        for path, (src, dst, lossy, low, high) in env._notes.casts.items():
-            loss = f", LOSSY (values in [{low:g}, {high:g}])" if lossy else ""
-            report.say(f"cast: {path} {src} -> {dst}{loss}")
-            if lossy:
-                report.fail(f"{path}: casting {src} to {dst} loses information")
+        _say_reading(report, env, raw)
         space = env.single_observation_space
         outside = total = 0
         for item in trajectory:
@@ -378,39 +380,7 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
                 "every episode ends at its first step: a termination head that gives a probability reads as "
                 "True wherever it is nonzero (pass terminated_threshold=0.5)"
             )
-        again = _vector_rollout(env, seed, actions)
-        deterministic = _same(trajectory, again)
-        if deterministic:
-            report.say(f"determinism: the same seed ({seed}) and actions gave the same trajectory")
-        else:
-            report.fail(
-                "determinism: the same seed and actions gave different trajectories; pass global_rng=True, or draw "
-                "the model's randomness from the torch.Generator the env hands adapters that declare a keyword-only "
-                "generator parameter"
-            )
-        for other in _backend.available():
-            if other == env.backend:
-                continue
-            if not deterministic:
-                report.say(f"backends: {env.backend} and {other} not compared (the model is not deterministic)")
-                continue
-            try:
-                options = {name: getattr(env, name) for name in _SHARED_OPTIONS if name != "backend"}
-                twin = type(env)(
-                    env.world_model,
-                    env.num_envs,
-                    *env._given_spaces,
-                    backend=other,
-                    autoreset_mode=env.autoreset_mode,
-                    batch_axes=env.batch_axes,
-                    **options,
-                )
-                if _same(_vector_rollout(twin, seed, actions), again):
-                    report.say(f"backends: {env.backend} and {other} agree")
-                else:
-                    report.fail(f"backends: {env.backend} and {other} gave different trajectories")
-            except Exception as exc:
-                report.fail(f"backends: the {other} backend raised {type(exc).__name__}: {exc}")
+        _determinism_and_backends(report, env, _vector_rollout, trajectory, seed, actions)
         env.reset(seed=seed)
         start = time.perf_counter()
         for action in actions:
@@ -420,10 +390,7 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
             f"step: {per_call * 1e6:.1f} us per batched call (model included), "
             f"{n / max(per_call, 1e-12):,.0f} env-steps/s"
         )
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in report.warnings:
-            report.warnings.append(text)
+    _keep_warnings(report, caught)
     return report
 
 

@@ -879,7 +879,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
                 _set_grad_enabled(True)
         if obs is None:
             obs = self._sample_observation()
-        if self._step_limit is not None and elapsed >= self._step_limit:
+        limit = self._step_limit
+        if limit is not None and elapsed >= limit:
             truncated = True if self._torch_out is None else _torch.ones_like(truncated)
         self._state = state
         self._obs = obs

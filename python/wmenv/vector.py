@@ -520,8 +520,9 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             del result, raw_obs  # what still shares the observation's memory now is the model's, or the state
             obs = out.secure(held, 0)[0]
             elapsed = self._elapsed + 1
-            if self._step_limit is not None:
-                truncated = truncated | (elapsed >= self._step_limit)
+            limit = self._step_limit
+            if limit is not None:
+                truncated = truncated | (elapsed >= limit)
             if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
                 mask, mask_t = self._autoreset, self._autoreset_t
                 state, obs, self._reset_info = self._reset_batch(
