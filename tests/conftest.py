@@ -1,12 +1,36 @@
 """Fixtures shared by the suite: every behavioural test runs once per backend."""
 
 import os
+import re
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from wmenv import WorldModelEnv, _backend
+
+try:
+    import torch
+except ImportError:  # wmenv needs no torch; the wheel matrix runs the suite without it
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="needs torch, which is not installed")
+
+# Without torch, the modules that import it (or a module that does) are not
+# collected; the header of the run names them, so that nothing is silently lost.
+_IMPORTS_TORCH = re.compile(r"^(import torch|from torch|from test_core_parity import)", re.M)
+collect_ignore = (
+    []
+    if torch is not None
+    else sorted(p.name for p in Path(__file__).parent.glob("test_*.py") if _IMPORTS_TORCH.search(p.read_text()))
+)
+
+
+def pytest_report_header(config):
+    if torch is None:
+        return f"torch is not installed: {len(collect_ignore)} test modules that need it are not collected"
+    return None
 
 
 def _require_native() -> bool:

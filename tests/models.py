@@ -1,8 +1,12 @@
 """Small world models used across the tests."""
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # the wheel matrix runs the torch-free tests without torch
+    torch = None
 
 
 class Recorder:
@@ -18,29 +22,31 @@ class Recorder:
         return self.result(state, action) if callable(self.result) else self.result
 
 
-class Dynamics(nn.Module):
-    """A small MLP: (state, action) -> next state, with reward and termination heads."""
+if torch is not None:
 
-    def __init__(self, obs_dim=4, act_dim=1, hidden=16):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(obs_dim + act_dim, hidden), nn.Tanh(), nn.Linear(hidden, obs_dim + 2))
-        self.obs_dim = obs_dim
+    class Dynamics(nn.Module):
+        """A small MLP: (state, action) -> next state, with reward and termination heads."""
 
-    def forward(self, state, action):
-        out = self.net(torch.cat([state.reshape(-1), action.reshape(-1).float()]))
-        next_state = torch.tanh(out[: self.obs_dim])
-        return {
-            "state": next_state,
-            "observation": next_state,
-            "reward": out[self.obs_dim],
-            "terminated": out[self.obs_dim + 1] > 3.0,
-        }
+        def __init__(self, obs_dim=4, act_dim=1, hidden=16):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(obs_dim + act_dim, hidden), nn.Tanh(), nn.Linear(hidden, obs_dim + 2))
+            self.obs_dim = obs_dim
 
-    def reset(self, seed=None, options=None):
-        gen = torch.Generator().manual_seed(0 if seed is None else seed)
-        state = torch.rand(self.obs_dim, generator=gen) * 0.1
-        return state, state.clone()
+        def forward(self, state, action):
+            out = self.net(torch.cat([state.reshape(-1), action.reshape(-1).float()]))
+            next_state = torch.tanh(out[: self.obs_dim])
+            return {
+                "state": next_state,
+                "observation": next_state,
+                "reward": out[self.obs_dim],
+                "terminated": out[self.obs_dim + 1] > 3.0,
+            }
+
+        def reset(self, seed=None, options=None):
+            gen = torch.Generator().manual_seed(0 if seed is None else seed)
+            state = torch.rand(self.obs_dim, generator=gen) * 0.1
+            return state, state.clone()
 
 
 def step_fn(model, state, action):

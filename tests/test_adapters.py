@@ -4,9 +4,8 @@ import inspect
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import ACT1, BOX2
+from conftest import ACT1, BOX2, needs_torch, torch
 from models import Recorder
 
 OBS = np.zeros(2, np.float32)
@@ -225,6 +224,7 @@ def test_callable_model_is_the_transition(make_env):
     assert env.state == "called"
 
 
+@needs_torch
 def test_module_is_called_with_state_and_action(make_env):
     class Net(torch.nn.Module):
         def forward(self, state, action):
@@ -236,6 +236,7 @@ def test_module_is_called_with_state_and_action(make_env):
     assert np.allclose(obs, 0.5)
 
 
+@needs_torch
 def test_module_with_one_input_gets_the_action(make_env):
     class Net(torch.nn.Module):
         def forward(self, action):
@@ -259,6 +260,7 @@ class TwoInputs:
         return "s", OBS
 
 
+@needs_torch
 @pytest.mark.parametrize("klass", [OneInput, TwoInputs])
 def test_method_arity_decides_action_or_state_and_action(make_env, klass):
     model = klass()

@@ -3,12 +3,11 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import wmenv
 from wmenv import WorldModelEnv, make_world_model_env
 
-from conftest import ACT1, BOX2
+from conftest import ACT1, BOX2, needs_torch, torch
 from models import Recorder
 
 
@@ -76,6 +75,7 @@ def test_state_is_the_model_state(make_env):
     assert env.state == "next-state"
 
 
+@needs_torch
 def test_render_uses_render_fn(make_env):
     seen = []
 
@@ -98,6 +98,7 @@ def test_render_uses_render_fn(make_env):
     assert seen[0][0] == "s0" and np.array_equal(seen[0][1], np.ones(2))
 
 
+@needs_torch
 @pytest.mark.parametrize("key", ["image", "pixels", "rgb"])
 def test_render_picks_image_entries_of_mapping_observations(make_env, key):
     space = gym.spaces.Dict({key: gym.spaces.Box(0, 255, (2, 2, 3), np.uint8), "v": BOX2})
@@ -108,6 +109,7 @@ def test_render_picks_image_entries_of_mapping_observations(make_env, key):
     assert isinstance(frame, np.ndarray) and frame.shape == (2, 2, 3) and (frame == 9).all()
 
 
+@needs_torch
 def test_render_falls_back_to_the_observation(make_env):
     env = make_env(Recorder(), BOX2, ACT1, initial_observation=torch.ones(2))
     env.reset()

@@ -3,9 +3,8 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
-from conftest import ACT1, BOX2
+from conftest import ACT1, BOX2, needs_torch, torch
 from models import Recorder
 
 OBS = np.array([1.0, 2.0], np.float32)
@@ -21,6 +20,7 @@ def test_bare_observation(make_env):
     assert np.array_equal(obs, OBS) and info == {}
 
 
+@needs_torch
 def test_bare_observation_without_initial_state_is_the_state(make_env):
     env, _ = reset_env(make_env, torch.ones(2))
     assert torch.equal(env.state, torch.ones(2))
@@ -42,17 +42,20 @@ def test_obs_info_pair_with_float64_observation(make_env):
     assert obs.dtype == np.float32 and np.array_equal(obs, OBS) and info == {"k": 1}
 
 
+@needs_torch
 def test_obs_info_pair_with_out_of_bounds_tensor_observation(make_env):
     env, (obs, info) = reset_env(make_env, (torch.full((2,), 99.0), {"k": 1}))
     assert np.array_equal(obs, [99.0, 99.0]) and info == {"k": 1}
 
 
+@needs_torch
 def test_state_obs_pair(make_env):
     state = torch.zeros(8)
     env, (obs, info) = reset_env(make_env, (state, OBS))
     assert env.state is state and np.array_equal(obs, OBS) and info == {}
 
 
+@needs_torch
 def test_state_obs_pair_when_second_is_a_mapping_but_first_has_another_shape(make_env):
     space = gym.spaces.Dict({"x": BOX2})
     env = make_env(Recorder(), space, ACT1, reset_fn=lambda: (torch.zeros(5), {"x": OBS}))
