@@ -13,6 +13,7 @@ import wmenv.autoreset
 import wmenv.ensemble
 import wmenv.env
 import wmenv.planning
+import wmenv.progress
 import wmenv.vector
 
 from conftest import torch
@@ -54,7 +55,7 @@ def test_docs_python_examples_run(path):
 
 @pytest.mark.parametrize(
     "module",
-    [wmenv, wmenv.env, wmenv.vector, wmenv._core_py, wmenv.autoreset, wmenv.ensemble, wmenv.planning],
+    [wmenv, wmenv.env, wmenv.vector, wmenv._core_py, wmenv.autoreset, wmenv.ensemble, wmenv.planning, wmenv.progress],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

@@ -161,6 +161,53 @@ def test_reward_model_options_are_checked(backend):
         WorldModelEnv(Frames(), OBS, ACT, backend=backend, reward_model=brightness, success_threshold="high")
 
 
+def test_relative_rewards_difference_successive_scores(backend):
+    env = WorldModelVectorEnv(
+        Frames(),
+        3,
+        OBS,
+        ACT,
+        backend=backend,
+        reward_model=brightness,
+        relative_reward=True,
+        max_episode_steps=2,
+        initial_state=torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]),
+        initial_observation=np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], np.float32),
+    )
+    env.reset(seed=0)
+    push = np.array([[0.5, 0.5], [1.0, 1.0], [-1.0, -1.0]], np.float32)
+    _, reward, _, _, info = env.step(push)
+    assert reward.dtype == np.float32 and reward.tolist() == [0.5, 1.0, -1.0]  # against the reset's scores
+    assert info["score"].tolist() == [0.5, 2.0, 1.0]
+    snap = env.get_state()
+    _, reward, _, truncated, _ = env.step(push)
+    assert reward.tolist() == [0.5, 1.0, -1.0] and truncated.all()
+    env.set_state(snap)  # the previous scores come back with the snapshot
+    assert env.step(push)[1].tolist() == [0.5, 1.0, -1.0]
+    # the autoreset step: the reset envs' new baseline is their reset observation's score
+    _, reward, *_ = env.step(push)
+    assert reward.tolist() == [0.0, 0.0, 0.0]
+    assert env.step(push)[1].tolist() == [0.5, 1.0, -1.0]
+    with pytest.raises(ValueError, match=r"rollout starts from a state"):
+        env.rollout(np.zeros((2, 3, 2), np.float32), torch.zeros(3, 2))
+    single = WorldModelEnv(
+        Frames(), OBS, ACT, backend=backend, reward_model=brightness, relative_reward=True,
+        initial_state=torch.ones(2), initial_observation=np.ones(2, np.float32),
+    )  # fmt: skip
+    single.reset(seed=0)
+    rewards = [single.step(np.full(2, 0.25, np.float32))[1] for _ in range(3)]
+    assert rewards == [0.25, 0.25, 0.25] and all(type(r) is float for r in rewards)
+    single.reset(seed=0)
+    assert single.step(np.full(2, -0.5, np.float32))[1] == -0.5  # the reset rebased it
+
+
+def test_relative_reward_needs_a_reward_model(backend):
+    with pytest.raises(ValueError, match=r"relative_reward=True needs reward_model="):
+        WorldModelEnv(Frames(), OBS, ACT, backend=backend, relative_reward=True)
+    with pytest.raises(TypeError, match=r"relative_reward must be True or False"):
+        WorldModelEnv(Frames(), OBS, ACT, backend=backend, reward_model=brightness, relative_reward="yes")
+
+
 # Action chunks.
 
 T = 4
@@ -238,3 +285,46 @@ def test_single_env_chunks_pass_gymnasium_checks(backend):
     obs, reward, terminated, _, info = env.step(np.full((T, 2), 1.0, np.float32))
     assert obs.tolist() == [3.0, 3.0] and reward == 6.0 and terminated is True and info["chunk_length"] == 3
     check_env(env, skip_render_check=True)
+
+
+# Progress for slow models.
+
+
+def test_progress_reports_every_model_call(backend):
+    calls = []
+    env = WorldModelVectorEnv(
+        Frames(), 3, OBS, ACT, backend=backend, chunk=4, progress=calls.append, initial_state=torch.zeros(3, 4, 2)
+    )
+    env.reset(seed=0)
+    env.step(np.zeros((3, 4, 2), np.float32))
+    env.step(np.zeros((3, 4, 2), np.float32))
+    assert [(c.index, c.frames, c.total_frames) for c in calls] == [(1, 12, 12), (2, 12, 24)]
+    assert all(isinstance(c.seconds, float) and c.seconds >= 0 for c in calls)
+    env.rollout(np.zeros((5, 3, 4, 2), np.float32), torch.zeros(3, 4, 2))  # a rollout's steps are calls too
+    assert len(calls) == 7 and calls[-1].total_frames == 84
+    single = WorldModelEnv(Frames(), OBS, ACT, backend=backend, progress=calls.append, initial_state=torch.zeros(2))
+    single.reset(seed=0)
+    single.step(np.zeros(2, np.float32))
+    assert calls[-1][:1] == (1,) and calls[-1].frames == 1
+
+
+def test_progress_bar_and_bad_progress(backend, capsys):
+    pytest.importorskip("tqdm")
+    env = WorldModelEnv(Frames(), OBS, ACT, backend=backend, progress=True, initial_state=torch.zeros(2))
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros(2, np.float32))
+    env.close()
+    err = capsys.readouterr().err
+    assert "world model" in err and "3frame" in err.replace(" ", "") and "s/call" in err
+    with pytest.raises(TypeError, match=r"progress must be None, True \(a tqdm bar\) or a callable"):
+        WorldModelEnv(Frames(), OBS, ACT, backend=backend, progress="bar")
+
+
+def test_check_reports_seconds_per_call_and_frames_per_second(backend):
+    import wmenv
+
+    env = WorldModelVectorEnv(Frames(), 3, OBS, ACT, backend=backend, chunk=4, initial_state=torch.zeros(3, 4, 2))
+    report = wmenv.check(env, steps=4)
+    line = [x for x in report.lines if x.startswith("model calls:")]
+    assert len(line) == 1 and "s per call" in line[0] and "frames/s (3 envs x 4 frames per call)" in line[0]

@@ -175,9 +175,14 @@ def _spied_rollout(env, rollout, seed: int, actions):
     raw: dict = {}
     transition, reset_call = env._transition, env._reset_call
 
+    seconds = raw["seconds"] = []
+
     def spy(kind, call):
         def spied(*args):
+            start = time.perf_counter()
             result = call(*args)
+            if kind == "step":
+                seconds.append(time.perf_counter() - start)
             raw.setdefault(kind, result)
             return result
 
@@ -192,6 +197,23 @@ def _spied_rollout(env, rollout, seed: int, actions):
     finally:
         env._transition, env._reset_call = transition, reset_call
         env._build_plan()
+
+
+def _say_model_speed(report, env, raw) -> None:
+    """Seconds per model call and frames per second, over the spied rollout:
+    what matters for slow (video) models, where one call can take seconds."""
+    seconds = raw.get("seconds") or []
+    if not seconds:
+        return
+    envs = env._snapshot_envs()  # None for the single env
+    chunk = env._chunk or 1
+    frames = (envs or 1) * chunk
+    per_call = float(np.mean(seconds))
+    per = f"{envs} envs x {chunk} frames" if envs else f"{chunk} frame{'s' if chunk > 1 else ''}"
+    report.say(
+        f"model calls: {len(seconds)}, {per_call:.3g} s per call (slowest {max(seconds):.3g} s), "
+        f"{frames / max(per_call, 1e-12):,.1f} frames/s ({per} per call)"
+    )
 
 
 def _say_reading(report, env, raw) -> None:
@@ -289,6 +311,7 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
         outside = sum(not space.contains(item[0] if isinstance(item, tuple) else item) for item in trajectory)
         report.say(f"backend: {env.backend}")
         _say_reading(report, env, raw)
+        _say_model_speed(report, env, raw)
         for kind, keys in env._notes.unknown_keys.items():
             report.fail(f"{kind} result keys {list(keys)} were not recognised; the observation fell back")
         report.say(f"observations outside the observation space: {outside} of {len(trajectory)}")
@@ -351,6 +374,7 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
             return report
         report.say(f"backend: {env.backend}; num_envs: {env.num_envs}; autoreset: {env.autoreset_mode.name}")
         _say_reading(report, env, raw)
+        _say_model_speed(report, env, raw)
         space = env.single_observation_space
         outside = total = 0
         for item in trajectory:

@@ -15,6 +15,7 @@ from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
 from .groups import to_device
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
+from .progress import Progress, check_progress
 from .transitions import GlobalRNG, RewardModel, TerminationThreshold, check_success_threshold, check_threshold
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
@@ -162,6 +163,8 @@ class _AdapterHost:
         "_run_step_batch",
         "_secure",
         "_ensemble",
+        "_reward_layer",
+        "_progress",
         "_plan",
     )
 
@@ -215,14 +218,24 @@ class _AdapterHost:
             self._transition = self._ensemble
         elif threshold is not None:
             self._transition = TerminationThreshold(self._transition, threshold, core.parse_step)
+        self._reward_layer = None
         if self.reward_model is not None:  # scores what the (reduced) model generated
-            self._transition = RewardModel(
+            self._reward_layer = self._transition = RewardModel(
                 self._transition,
                 wrap(self.reward_model),
                 self.success_threshold,
                 core.parse_step,
                 self._snapshot_envs() is not None,
+                self.relative_reward,
+                self._as_generated(wm),
             )
+            self._reward_layer.base = self.__dict__.pop("_reward_base", None)
+        if getattr(self, "_progress", None) is not None:
+            self._progress.close()
+        self._progress = None
+        if self.progress is not None:  # outermost: a call's seconds include every layer
+            frames = (self._snapshot_envs() or 1) * (self._chunk or 1)
+            self._progress = self._transition = Progress(self._transition, self.progress, frames)
         self._no_grad = not self.grad
         self._cast_hook = self._notes.on_cast
         self._start = None
@@ -245,6 +258,33 @@ class _AdapterHost:
             return observation_space, action_space
         obs = chunk_space(observation_space, self._chunk) if self.chunk_frames else observation_space
         return obs, chunk_space(action_space, self._chunk)
+
+    def _as_generated(self, wm):
+        """The env's observations in the form the model generates them (for
+        scoring reset observations): tensors on the model's device for a
+        torch model, with the batch of one a ``batched_model`` works on."""
+        device = _model_device(wm, self.device) if self._tensor_model() else None
+        batch_of_one = self._batch_of_one
+
+        def convert(obs):
+            if isinstance(obs, dict):
+                return {k: convert(v) for k, v in obs.items()}
+            if isinstance(obs, (tuple, list)):
+                return type(obs)(convert(v) for v in obs)
+            if isinstance(obs, np.ndarray):
+                if batch_of_one:
+                    obs = obs[None]
+                return obs if device is None else _torch.as_tensor(obs, device=device)
+            if _torch is not None and isinstance(obs, _torch.Tensor):
+                return obs[None] if batch_of_one else obs
+            return obs
+
+        return convert
+
+    def _rebase_reward(self, obs, mask=None) -> None:
+        """``relative_reward``: the reset observations' scores are the next step's baseline."""
+        if self._reward_layer is not None and self._reward_layer.relative:
+            self._reward_layer.rebase(obs, mask)
 
     def _tensor_model(self) -> bool:
         """Whether the model is a torch one (a module, or a device was named)."""
@@ -291,6 +331,9 @@ class _AdapterHost:
         state = self.__dict__.copy()
         if self.__dict__.get("_ensemble") is not None:
             state["_ensemble_episode"] = self._ensemble.state()
+        layer = self.__dict__.get("_reward_layer")
+        if layer is not None and layer.base is not None:
+            state["_reward_base"] = layer.base.copy()
         for name in self._COMPILED:
             state.pop(name, None)
         generator = state.pop("_generator", None)
@@ -339,6 +382,12 @@ class _AdapterHost:
         self.success_threshold = check_success_threshold(self.success_threshold)
         if self.success_threshold is not None and self.reward_model is None:
             raise ValueError("success_threshold needs reward_model= (it thresholds the reward model's score)")
+        if not isinstance(self.relative_reward, (bool, np.bool_)):
+            raise TypeError(f"relative_reward must be True or False, got {self.relative_reward!r}")
+        self.relative_reward = bool(self.relative_reward)
+        self.progress = check_progress(self.progress)
+        if self.relative_reward and self.reward_model is None:
+            raise ValueError("relative_reward=True needs reward_model= (it differences the reward model's scores)")
         if self.reward_model is not None and not callable(self.reward_model):
             raise ValueError(f"reward_model must be a callable or module, got {type(self.reward_model).__name__}")
         self.batched_model = bool(self.batched_model)
@@ -403,7 +452,9 @@ class _AdapterHost:
             env=type(self).__name__,
             num_envs=self._snapshot_envs(),
             ensemble=None if self._ensemble is None else self._ensemble.state(),
-        )
+            reward_base=None if self._reward_layer is None or self._reward_layer.base is None
+            else self._reward_layer.base.copy(),
+        )  # fmt: skip
 
     def _snapshot_envs(self) -> Optional[int]:  # pragma: no cover - each env defines it
         raise NotImplementedError
@@ -438,6 +489,8 @@ class _AdapterHost:
             self._autoreset = snapshot.autoreset.copy()
         if self._ensemble is not None:
             self._ensemble.restore(snapshot.ensemble)
+        if self._reward_layer is not None and snapshot.reward_base is not None:
+            self._reward_layer.base = snapshot.reward_base.copy()
         self._note_state_device(state)
 
     def offload(self, device="cpu") -> None:
@@ -476,6 +529,8 @@ class _AdapterHost:
         return self._generator
 
     def _close_model(self):
+        if getattr(self, "_progress", None) is not None:
+            self._progress.close()
         if self._closed:
             return
         self._closed = True
@@ -577,6 +632,8 @@ _SHARED_OPTIONS = (
     "global_rng",
     "reward_model",
     "success_threshold",
+    "relative_reward",
+    "progress",
     "chunk",
     "chunk_reward",
     "chunk_frames",
@@ -655,6 +712,12 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             ``info["model_reward"]``).
         success_threshold: a score at or above it sets ``terminated`` and
             ``info["success"]``.
+        relative_reward: the reward is the difference of successive scores
+            (the first step's against its reset observation's score; one more
+            reward-model call per reset); the score goes to ``info["score"]``.
+        progress: a callable called after each model call with a
+            :class:`~wmenv.progress.ModelCall` (seconds, frames), or ``True``
+            for a tqdm bar: for models that take seconds per call.
         chunk: one model call generates this many steps: actions are
             ``(chunk, *action_shape)`` (see :mod:`wmenv.chunks`).
         chunk_reward: ``"sum"``, ``"last"`` or a callable of the chunk's rewards.
@@ -716,6 +779,8 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         global_rng: bool = False,
         reward_model: Optional[Callable] = None,
         success_threshold: Optional[float] = None,
+        relative_reward: bool = False,
+        progress: Any = None,
         chunk: Optional[int] = None,
         chunk_reward: Any = "sum",
         chunk_frames: bool = True,
@@ -813,6 +878,7 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         self._elapsed = 0
         if self._ensemble is not None:
             self._ensemble.new_episode()
+        self._rebase_reward(obs)
         return obs, info
 
     def step(self, action):

@@ -49,6 +49,7 @@ class Snapshot:
     env: str = ""
     num_envs: Optional[int] = None
     ensemble: Any = None
+    reward_base: Any = None
 
 
 def deep_copy(tree):

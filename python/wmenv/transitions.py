@@ -126,19 +126,60 @@ def check_success_threshold(value) -> Optional[float]:
     return float(value)
 
 
+def _as_scores(score, batched: bool) -> np.ndarray:
+    """A reward model's scores as float32 NumPy: ``(num_envs,)`` batched, else ``()``."""
+    if _torch is not None and isinstance(score, _torch.Tensor):
+        score = score.detach().cpu().numpy()
+    scores = np.asarray(score, np.float32)
+    return scores.reshape(-1) if batched else scores.reshape(())
+
+
 class RewardModel:
     """A transition whose reward comes from ``reward_model(observations)``: a
     callable or module that scores what the world model generated (batched
     as the env's observations are), run under the env's autograd and device
     rules like the model itself. The world model's own reward, if it gave
     one, is kept as ``info["model_reward"]``. With ``success_threshold``, a
-    score at or above it sets ``terminated`` and ``info["success"]``."""
+    score at or above it sets ``terminated`` and ``info["success"]``.
 
-    def __init__(self, transition: Callable, reward_model: Callable, success_threshold, parse_step, batched: bool):
+    With ``relative``, the reward is the difference of successive scores,
+    ``score(obs_t) - score(obs_{t-1})`` (float32, returned as NumPy), the
+    first step of an episode differenced against the score of its reset
+    observation: :meth:`rebase` scores each reset's observations (one more
+    reward-model call per reset), and the previous scores are part of the
+    env's snapshots. An episode's relative rewards sum to its last score
+    minus its first.
+    """
+
+    def __init__(
+        self,
+        transition: Callable,
+        reward_model: Callable,
+        success_threshold,
+        parse_step,
+        batched: bool,
+        relative: bool = False,
+        to_model: Optional[Callable] = None,
+    ):
         if not callable(reward_model):
             raise ValueError(f"reward_model must be a callable or module, got {type(reward_model).__name__}")
         self.transition, self.reward_model, self.parse_step = transition, reward_model, parse_step
         self.success_threshold, self.batched = success_threshold, batched
+        self.relative = bool(relative)
+        self.to_model = (lambda obs: obs) if to_model is None else to_model
+        self.base: Optional[np.ndarray] = None  # the previous observations' scores (relative)
+
+    def rebase(self, observations, mask=None) -> None:
+        """Relative rewards: the scores of a reset's observations (the env's
+        own, converted back to what the model gives) become the previous
+        scores of the envs ``mask`` selects (all of them without a mask)."""
+        if not self.relative:
+            return
+        scores = _as_scores(self.reward_model(self.to_model(observations)), self.batched)
+        if mask is None or self.base is None:
+            self.base = scores.copy()
+        else:
+            self.base = np.where(np.asarray(mask, bool), scores, self.base).astype(np.float32)
 
     def __call__(self, state, action):
         result = self.transition(state, action)
@@ -165,4 +206,18 @@ class RewardModel:
             else:
                 terminated = np.asarray(terminated, bool).reshape(success_np.shape) | success_np
                 terminated = terminated if self.batched else bool(terminated.reshape(-1)[0])
+        if self.relative:
+            if self.base is None:
+                raise RuntimeError("relative_reward: call reset() before step()")
+            scores = _as_scores(score, self.batched)
+            if scores.shape != self.base.shape:
+                raise ValueError(
+                    f"reward_model gave scores of shape {scores.shape}, its scores of the reset observations had "
+                    f"shape {self.base.shape}"
+                )
+            info["score"] = scores if self.batched else float(scores)
+            score = (scores - self.base).astype(np.float32)
+            self.base = scores
+            if not self.batched:
+                score = float(score)
         return (next_state, obs, score, terminated, truncated, info)

@@ -138,6 +138,8 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         global_rng: bool = False,
         reward_model: Optional[Callable] = None,
         success_threshold: Optional[float] = None,
+        relative_reward: bool = False,
+        progress: Any = None,
         chunk: Optional[int] = None,
         chunk_reward: Any = "sum",
         chunk_frames: bool = True,
@@ -274,18 +276,19 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
                 merge_by_mask(mask, new_obs, obs, 0, "observation", device_mask),
                 info,
             )
-        if not group:
-            return out
-        state, obs, info = out  # groups of envs share their first reset env's start
-        info = dict(info)
-        if "start_index" in info:
-            info["start_index"] = share_within_groups(info["start_index"], mask, group)
-        info["group"] = np.arange(self.num_envs) // group
-        return (
-            share_within_groups(state, mask, group, self.batch_axes, "state"),
-            share_within_groups(obs, mask, group, 0, "observation"),
-            info,
-        )
+        if group:
+            state, obs, info = out  # groups of envs share their first reset env's start
+            info = dict(info)
+            if "start_index" in info:
+                info["start_index"] = share_within_groups(info["start_index"], mask, group)
+            info["group"] = np.arange(self.num_envs) // group
+            out = (
+                share_within_groups(state, mask, group, self.batch_axes, "state"),
+                share_within_groups(obs, mask, group, 0, "observation"),
+                info,
+            )
+        self._rebase_reward(out[1], mask)
+        return out
 
     def _check_axes(self, state):
         """``batch_axes`` names leaves of the state (checked on the first reset's state)."""
@@ -462,6 +465,11 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             )
         horizon = actions.shape[0]
         discount = check_discount(discount)
+        if self.relative_reward:
+            raise ValueError(
+                "rollout starts from a state, with no previous observation to difference against: build the env "
+                "with relative_reward=False to plan on the reward model's scores"
+            )
         saved = None if self._generator is None else self._generator.get_state()
         # each step's observation is copied into its row as it arrives, so a
         # model that writes into one buffer cannot change earlier rows
