@@ -298,7 +298,7 @@ def test_progress_reports_every_model_call(backend):
     env.reset(seed=0)
     env.step(np.zeros((3, 4, 2), np.float32))
     env.step(np.zeros((3, 4, 2), np.float32))
-    assert [(c.index, c.frames, c.total_frames) for c in calls] == [(1, 12, 12), (2, 12, 24)]
+    assert [(c.calls, c.frames, c.total_frames) for c in calls] == [(1, 12, 12), (2, 12, 24)]
     assert all(isinstance(c.seconds, float) and c.seconds >= 0 for c in calls)
     env.rollout(np.zeros((5, 3, 4, 2), np.float32), torch.zeros(3, 4, 2))  # a rollout's steps are calls too
     assert len(calls) == 7 and calls[-1].total_frames == 84

@@ -14,7 +14,7 @@ Example:
     >>> calls = []
     >>> layer = Progress(lambda s, a: (s, s, 0.0), calls.append, frames=8)
     >>> _ = layer(0, 0); _ = layer(0, 0)
-    >>> [(c.index, c.frames, c.total_frames) for c in calls]
+    >>> [(c.calls, c.frames, c.total_frames) for c in calls]
     [(1, 8, 8), (2, 8, 16)]
 """
 
@@ -29,7 +29,7 @@ __all__ = ["ModelCall", "Progress", "check_progress"]
 class ModelCall(NamedTuple):
     """One model call, as ``progress=`` callbacks receive it."""
 
-    index: int  # calls so far, this one included
+    calls: int  # calls so far, this one included
     seconds: float  # this call's wall time
     frames: int  # frames this call generated (num_envs x chunk)
     total_frames: int  # frames generated so far
