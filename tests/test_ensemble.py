@@ -190,6 +190,22 @@ def test_checkers_pass_on_an_ensemble_env(backend):
     sb3.check_env(single(backend, member="episode"), warn=True)
 
 
+def test_check_reports_the_ensemble_form_and_measure(backend):
+    import wmenv
+
+    lines = wmenv.check(single(backend, uncertainty="max_std", penalty=0.1, halt_threshold=50.0), steps=4).lines
+    assert "ensemble: 4 members on a leading member axis; mean and std heads" in "\n".join(lines)
+    assert "uncertainty: max_std, max_i ||std_i|| (MOPO); penalty 0.1; halt above 50 with reward 0" in lines
+    lines = wmenv.check(vector(backend, member="episode"), steps=4).lines
+    assert any(x.startswith("ensemble: 4 members on a leading member axis, before the batch axis") for x in lines)
+    assert any(x.endswith("member: episode") for x in lines) and not any(x.startswith("uncertainty:") for x in lines)
+    env = WorldModelVectorEnv(
+        Gaussian(std=False), N, OBS, ACT, backend=backend, members=E, member=2, initial_state=torch.zeros(N, D)
+    )
+    text = "\n".join(wmenv.check(env, steps=3).lines)
+    assert "mean heads only (deterministic members); member: index 2" in text
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [

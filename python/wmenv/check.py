@@ -191,11 +191,17 @@ def _spied_rollout(env, rollout, seed: int, actions):
     env._transition = spy("step", transition)
     if reset_call is not None:
         env._reset_call = spy("reset", reset_call)
+    ensemble = env._ensemble
+    if ensemble is not None:  # what the members gave, before one prediction is chosen
+        members_call = ensemble.transition
+        ensemble.transition = spy("members", members_call)
     env._build_plan()
     try:
         return rollout(env, seed, actions), raw
     finally:
         env._transition, env._reset_call = transition, reset_call
+        if ensemble is not None:
+            ensemble.transition = members_call
         env._build_plan()
 
 
@@ -209,11 +215,43 @@ def _say_model_speed(report, env, raw) -> None:
     chunk = env._chunk or 1
     frames = (envs or 1) * chunk
     per_call = float(np.mean(seconds))
-    per = f"{envs} envs x {chunk} frames" if envs else f"{chunk} frame{'s' if chunk > 1 else ''}"
+    frames_word = f"{chunk} frame{'s' if chunk > 1 else ''}"
+    per = f"{envs} envs x {frames_word}" if envs else frames_word
     report.say(
         f"model calls: {len(seconds)}, {per_call:.3g} s per call (slowest {max(seconds):.3g} s), "
         f"{frames / max(per_call, 1e-12):,.1f} frames/s ({per} per call)"
     )
+
+
+_MEASURES = {
+    "max_std": "max_i ||std_i|| (MOPO)",
+    "disagreement": "max_ij ||mean_i - mean_j|| (MOReL)",
+    "std_of_means": "||std of the members' means||",
+}
+
+
+def _say_ensemble(report, env, raw) -> None:
+    """The ensemble form detected in the members' first result, and what is done with it."""
+    options = env._ensemble_options
+    if options is None:
+        return
+    result = raw.get("members")
+    if isinstance(result, Mapping) and result.get("std") is not None:
+        heads = "mean and std heads (observations sampled from the chosen member's Gaussian)"
+    elif isinstance(result, Mapping) and result.get("log_var") is not None:
+        heads = "mean and log_var heads (std = exp(log_var / 2); observations sampled)"
+    else:
+        heads = "mean heads only (deterministic members)"
+    axis = "a leading member axis" + ("" if env._snapshot_envs() is None else ", before the batch axis")
+    listed = isinstance(env.world_model, (list, tuple))
+    stacked = f", stacked from a list of {options.members} modules" if listed else ""
+    member = options.member if isinstance(options.member, str) else f"index {options.member}"
+    report.say(f"ensemble: {options.members} members on {axis}{stacked}; {heads}; member: {member}")
+    if options.uncertainty is not None:
+        extra = f"; penalty {options.penalty:g}" if options.penalty else ""
+        if options.halt_threshold is not None:
+            extra += f"; halt above {options.halt_threshold:g} with reward {options.halt_reward:g}"
+        report.say(f"uncertainty: {options.uncertainty}, {_MEASURES[options.uncertainty]}{extra}")
 
 
 def _say_reading(report, env, raw) -> None:
@@ -311,6 +349,7 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
         outside = sum(not space.contains(item[0] if isinstance(item, tuple) else item) for item in trajectory)
         report.say(f"backend: {env.backend}")
         _say_reading(report, env, raw)
+        _say_ensemble(report, env, raw)
         _say_model_speed(report, env, raw)
         for kind, keys in env._notes.unknown_keys.items():
             report.fail(f"{kind} result keys {list(keys)} were not recognised; the observation fell back")
@@ -374,6 +413,7 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
             return report
         report.say(f"backend: {env.backend}; num_envs: {env.num_envs}; autoreset: {env.autoreset_mode.name}")
         _say_reading(report, env, raw)
+        _say_ensemble(report, env, raw)
         _say_model_speed(report, env, raw)
         space = env.single_observation_space
         outside = total = 0
