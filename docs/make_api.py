@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parent / "api.md"
 # (module, names): the package's public API, in the order a reader meets it
 SECTIONS = [
     ("wmenv", None),
-    ("wmenv.ensemble", ["StackedEnsemble", "halt_threshold_from_data"]),
+    ("wmenv.ensemble", ["StackedEnsemble", "halt_threshold_from_data", "member_index_holder"]),
     ("wmenv.evaluation", ["collect"]),
     ("wmenv.autoreset", ["merge_by_mask", "scatter_by_mask", "leaf_paths", "check_batch_axes"]),
     ("wmenv.transitions", ["GlobalRNG", "TerminationThreshold", "RewardModel"]),

@@ -190,6 +190,67 @@ def test_checkers_pass_on_an_ensemble_env(backend):
     sb3.check_env(single(backend, member="episode"), warn=True)
 
 
+class Indexed(torch.nn.Module):
+    """Gaussian's members, computing only the member each env was given."""
+
+    def forward(self, state, action, *, member_index=None):
+        full = Gaussian(batch=state.dim() == 2)(state, action)
+        if member_index is None:
+            return full
+        if state.dim() == 1:
+            return {k: v[member_index] for k, v in full.items()}
+        rows = torch.arange(state.shape[0])
+        return {k: v[member_index, rows] for k, v in full.items()}
+
+
+@pytest.mark.parametrize("member", ["random", "episode", 3])
+def test_a_member_index_model_computes_only_the_chosen_members(backend, member):
+    seen = []
+
+    class Spy(Indexed):
+        def forward(self, state, action, *, member_index=None):
+            seen.append(None if member_index is None else member_index.clone())
+            return super().forward(state, action, member_index=member_index)
+
+    for make, model in ((vector, Spy()), (single, Spy())):
+        full = make(backend, member=member, seed=3)
+        indexed = (
+            WorldModelVectorEnv(model, N, OBS, ACT, backend=backend, members=E, member=member, seed=3,
+                                initial_state=torch.zeros(N, D))
+            if make is vector
+            else WorldModelEnv(model, OBS, ACT, backend=backend, members=E, member=member, seed=3,
+                               initial_state=torch.zeros(D))
+        )  # fmt: skip
+        action = ONES if make is vector else ONES[0]
+        for env in (full, indexed):
+            env.reset(seed=3)
+        for _ in range(4):  # the same draws, the same Gaussian samples: the same trajectory
+            a, b = full.step(action), indexed.step(action)
+            np.testing.assert_array_equal(a[0], b[0])
+            assert np.array_equal(a[1], b[1]) and np.array_equal(a[4]["member"], b[4]["member"])
+        assert seen and all(i is not None and i.dtype == torch.int64 for i in seen)
+        assert seen[-1].shape == ((N,) if make is vector else ())
+        seen.clear()
+
+
+def test_member_index_is_not_given_where_every_member_is_needed(backend):
+    env = WorldModelVectorEnv(
+        Indexed(), N, OBS, ACT, backend=backend, members=E, member="mean", initial_state=torch.zeros(N, D)
+    )
+    env.reset(seed=0)
+    obs = env.step(ONES)[0]
+    np.testing.assert_allclose(obs, 1.0 + OFFSETS.mean().item(), rtol=1e-6)
+
+    class NoDefault(torch.nn.Module):
+        def forward(self, state, action, *, member_index):
+            return Indexed()(state, action, member_index=member_index)
+
+    with pytest.raises(ValueError, match=r"uncertainty='disagreement' needs every member's prediction"):
+        WorldModelEnv(NoDefault(), OBS, ACT, backend=backend, members=E, uncertainty="disagreement")
+    with pytest.raises(ValueError, match=r'member="mean" needs every member\'s prediction'):
+        WorldModelEnv(NoDefault(), OBS, ACT, backend=backend, members=E, member="mean")
+
+
 def test_check_reports_the_ensemble_form_and_measure(backend):
     import wmenv
 
@@ -204,6 +265,9 @@ def test_check_reports_the_ensemble_form_and_measure(backend):
     )
     text = "\n".join(wmenv.check(env, steps=3).lines)
     assert "mean heads only (deterministic members); member: index 2" in text
+    env = WorldModelVectorEnv(Indexed(), N, OBS, ACT, backend=backend, members=E, initial_state=torch.zeros(N, D))
+    text = "\n".join(wmenv.check(env, steps=3).lines)
+    assert "ensemble: 4 members each env's chosen member computed alone (member_index; no member axis)" in text
 
 
 @pytest.mark.parametrize(

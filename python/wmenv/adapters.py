@@ -38,6 +38,23 @@ def takes_generator(fn) -> bool:
     return param is not None and param.kind == inspect.Parameter.KEYWORD_ONLY
 
 
+def keyword_only(fn, name: str):
+    """``fn``'s keyword-only parameter ``name`` (an ``inspect.Parameter``), or ``None``."""
+    sig = _signature(fn)
+    if sig is None:
+        return None
+    param = sig.parameters.get(name)
+    return param if param is not None and param.kind == inspect.Parameter.KEYWORD_ONLY else None
+
+
+def transition_target(world_model, transition_fn):
+    """What a step calls: ``transition_fn``, else the model's transition method, else the model."""
+    if transition_fn is not None:
+        return transition_fn
+    _, method = find_method(world_model, TRANSITION_METHODS)
+    return method if method is not None else world_model
+
+
 def _give_generator(fn, generator):
     if generator is not None and takes_generator(fn):
         return functools.partial(fn, generator=generator)
@@ -91,13 +108,16 @@ def find_method(obj, names):
     return None, None
 
 
-def transition_caller(world_model, transition_fn, generator=None):
-    """``f(state, action)`` that advances the model one step.
+def transition_caller(world_model, transition_fn, generator=None, keywords=None):
+    """``f(state, action)`` that advances the model one step (``keywords``:
+    more keyword arguments for every call, e.g. an ensemble's ``member_index``).
 
     Raises ``TypeError`` when neither ``transition_fn`` nor a model method nor
     a callable model is found.
     """
     if transition_fn is not None:
+        if keywords:
+            transition_fn = functools.partial(transition_fn, **keywords)
         return bind_leading(transition_fn, (world_model,), 2, generator)
     name, method = find_method(world_model, TRANSITION_METHODS)
     if method is None and callable(world_model):
@@ -109,6 +129,8 @@ def transition_caller(world_model, transition_fn, generator=None):
         )
     arity = positional_arity(method)
     method = _give_generator(method, generator)
+    if keywords:
+        method = functools.partial(method, **keywords)
     if arity is not None and arity <= 1:
         return lambda state, action: method(action)
     return method

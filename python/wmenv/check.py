@@ -246,7 +246,10 @@ def _say_ensemble(report, env, raw) -> None:
     listed = isinstance(env.world_model, (list, tuple))
     stacked = f", stacked from a list of {options.members} modules" if listed else ""
     member = options.member if isinstance(options.member, str) else f"index {options.member}"
-    report.say(f"ensemble: {options.members} members on {axis}{stacked}; {heads}; member: {member}")
+    form = f"on {axis}{stacked}"
+    if env._ensemble is not None and env._ensemble.member_index is not None:
+        form = "each env's chosen member computed alone (member_index; no member axis)"
+    report.say(f"ensemble: {options.members} members {form}; {heads}; member: {member}")
     if options.uncertainty is not None:
         extra = f"; penalty {options.penalty:g}" if options.penalty else ""
         if options.halt_threshold is not None:

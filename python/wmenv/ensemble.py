@@ -37,6 +37,13 @@ The options of both envs (``members=E`` turns them on):
 ``"mean"`` takes the mean of rewards and terminates where more than half the
 members do.
 
+A model that can compute one member per env declares a keyword-only
+``member_index`` parameter: with ``member="random"``, ``"episode"`` or an
+index (and no ``uncertainty``), the members are drawn first and it gets
+them as a tensor (see :func:`member_index_holder`), computing ``1/E`` of the
+full ensemble's work; the draws are the same, so it gives the same
+trajectories as the full form.
+
 Example:
     >>> import gymnasium as gym, numpy as np, torch
     >>> from wmenv import WorldModelEnv
@@ -60,7 +67,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _backend
+from . import _backend, adapters
 
 _torch: Any = _backend.torch
 
@@ -178,14 +185,55 @@ def _flat_leaves(tree):
     return [] if tree is None else [tree]
 
 
+def member_index_holder(world_model, transition_fn, options: Optional[EnsembleOptions], num_envs, generator):
+    """The index tensor for a model that computes only the chosen members.
+
+    A transition (``transition_fn``, or the model's method or ``forward``)
+    declaring a keyword-only parameter ``member_index`` gets the chosen
+    member of each env (a ``(num_envs,)`` int64 tensor, ``()`` for the single
+    env, on the generator's device; the same tensor every step, its values
+    rewritten) and returns one prediction per env, with no member axis: the
+    efficient form of ``member="random"``, ``"episode"`` or an index (each
+    env computes one member, not all ``E``; mbrl-lib's propagation indices).
+    ``"mean"`` and ``uncertainty`` need all members, so they call it without
+    ``member_index`` (which then needs a default). ``None`` when the
+    indexed form is not in use.
+    """
+    if options is None:
+        return None
+    param = adapters.keyword_only(adapters.transition_target(world_model, transition_fn), "member_index")
+    if param is None:
+        return None
+    if options.member == "mean" or options.uncertainty is not None:
+        if param.default is param.empty:
+            need = 'member="mean"' if options.member == "mean" else f"uncertainty={options.uncertainty!r}"
+            raise ValueError(
+                f"{need} needs every member's prediction, but the transition's member_index parameter has no "
+                "default: give it one (None: compute all members)"
+            )
+        return None
+    if _torch is None:
+        raise ValueError("a member_index transition gets a torch tensor of member indices: it needs torch")
+    device = generator.device if generator is not None else "cpu"
+    return _torch.zeros(() if num_envs is None else (num_envs,), dtype=_torch.int64, device=device)
+
+
 class EnsembleStep:
     """A transition whose outputs carry a member axis, reduced to one
     prediction per env (see the module's docstring). Wraps the env's
     transition caller; the env then reads its result as any other."""
 
     def __init__(
-        self, transition, options: EnsembleOptions, generator, parse_step, num_envs: Optional[int], threshold=None
+        self,
+        transition,
+        options: EnsembleOptions,
+        generator,
+        parse_step,
+        num_envs: Optional[int],
+        threshold=None,
+        member_index=None,
     ):
+        self.member_index = member_index  # the indexed form's index tensor (member_index_holder)
         self.threshold = threshold  # terminated_threshold: members' termination probabilities
         self.transition = transition
         self.options = options
@@ -229,7 +277,54 @@ class EnsembleStep:
             return self.episode
         return _torch.full((n,), choice, dtype=_torch.int64)
 
+    def _indexed(self, state, action):
+        """The indexed form: the members are chosen first, and the model
+        computes only those (its outputs carry no member axis)."""
+        vector = self.num_envs is not None
+        n = self.num_envs if vector else 1
+        chosen = self._members(n)
+        holder = self.member_index
+        holder.copy_(chosen.reshape(holder.shape).to(holder.device))
+        result = self.transition(state, action)
+        std = log_var = None
+        if isinstance(result, Mapping):
+            std, log_var = result.get("std"), result.get("log_var")
+        has_state = not isinstance(result, Mapping) or any(k in result for k in _STATE_KEYS)
+        next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
+        if isinstance(result, Mapping) and not any(k in result for k in _OBS_KEYS):
+            obs = next_state
+        if log_var is not None and std is None:
+            std = _map(log_var, lambda x, p: _torch.exp(0.5 * _tensor(x)), "log_var")
+        new_obs = obs
+        if std is not None:
+            std_t = _map(std, lambda x, p: _tensor(x), "std")
+            mu = _map(obs, lambda x, p: _tensor(x), "observation")
+            for s_leaf, o_leaf in zip(_flat_leaves(std_t), _flat_leaves(mu)):
+                if s_leaf.shape != o_leaf.shape:
+                    raise ValueError(
+                        f"std must have the observation's shape {tuple(o_leaf.shape)}, got {tuple(s_leaf.shape)}"
+                    )
+                if bool((s_leaf < 0).any()):
+                    raise ValueError("std must be non-negative; a log_var head gives std = exp(log_var / 2)")
+            new_obs = _map_pair(mu, std_t, self._sample)
+        new_state = next_state if has_state and next_state is not obs else new_obs
+        if terminated is not None and self.threshold is not None:
+            terminated = _tensor(terminated).float() >= self.threshold
+        info = {} if info is None else dict(info)
+        members = chosen.detach().cpu().numpy().astype(np.int64).reshape(n)
+        info["member"] = members if vector else int(members[0])
+        out = {"state": new_state, "observation": new_obs, "info": info}
+        if reward is not None:
+            out["reward"] = reward
+        if terminated is not None:
+            out["terminated"] = terminated
+        if truncated is not None and truncated is not False:
+            out["truncated"] = truncated
+        return out
+
     def __call__(self, state, action):
+        if self.member_index is not None:
+            return self._indexed(state, action)
         result = self.transition(state, action)
         std = log_var = None
         if isinstance(result, Mapping):

@@ -11,7 +11,7 @@ import numpy as np
 from . import _backend, _spaces, _staging, adapters
 from .chunks import ChunkStep, calls_for, check_chunk, chunk_space, repeat_frames
 from .diagnostics import Notes
-from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble
+from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble, member_index_holder
 from .groups import to_device
 from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
@@ -185,7 +185,9 @@ class _AdapterHost:
         self._to_numpy = core.conform_observation
         self._compile_specs()
         gen = self._generator
-        self._transition = adapters.transition_caller(wm, self.transition_fn, gen)
+        member_index = member_index_holder(wm, self.transition_fn, self._ensemble_options, self._snapshot_envs(), gen)
+        keywords = None if member_index is None else {"member_index": member_index}
+        self._transition = adapters.transition_caller(wm, self.transition_fn, gen, keywords)
         self._reset_call = adapters.reset_caller(wm, self.reset_fn, gen)
         self._reward = None if self.reward_fn is None else adapters.bind_leading(self.reward_fn, (wm,), 3, gen)
         self._terminal = None if self.terminal_fn is None else adapters.bind_leading(self.terminal_fn, (wm,), 3, gen)
@@ -212,7 +214,7 @@ class _AdapterHost:
         if self._ensemble_options is not None:
             envs = self._snapshot_envs()
             self._ensemble = EnsembleStep(
-                self._transition, self._ensemble_options, gen, core.parse_step, envs, threshold
+                self._transition, self._ensemble_options, gen, core.parse_step, envs, threshold, member_index
             )
             self._ensemble.restore(self.__dict__.pop("_ensemble_episode", None))
             self._transition = self._ensemble
