@@ -293,7 +293,8 @@ class EnsembleStep:
         next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
         if isinstance(result, Mapping) and not any(k in result for k in _OBS_KEYS):
             obs = next_state
-        if log_var is not None and std is None:
+        from_log_var = log_var is not None and std is None
+        if from_log_var:
             std = _map(log_var, lambda x, p: _torch.exp(0.5 * _tensor(x)), "log_var")
         new_obs = obs
         if std is not None:
@@ -304,7 +305,7 @@ class EnsembleStep:
                     raise ValueError(
                         f"std must have the observation's shape {tuple(o_leaf.shape)}, got {tuple(s_leaf.shape)}"
                     )
-                if bool((s_leaf < 0).any()):
+                if not from_log_var and bool((s_leaf < 0).any()):  # perf: exp() is never negative
                     raise ValueError("std must be non-negative; a log_var head gives std = exp(log_var / 2)")
             new_obs = _map_pair(mu, std_t, self._sample)
         new_state = next_state if has_state and next_state is not obs else new_obs
