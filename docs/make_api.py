@@ -26,6 +26,7 @@ SECTIONS = [
     ("wmenv.groups", ["share_within_groups", "group_sources", "check_seeds", "check_group_size"]),
     ("wmenv.planning", ["StartData"]),
     ("wmenv.sb3", ["WorldModelVecEnv"]),
+    ("wmenv.torchrl", ["TorchRLEnv", "spec_of"]),
 ]
 
 

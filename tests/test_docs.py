@@ -65,6 +65,14 @@ def test_docstring_examples(module):
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_torchrl_docstring_example():
+    pytest.importorskip("torchrl")
+    import wmenv.torchrl
+
+    result = doctest.testmod(wmenv.torchrl)
+    assert result.attempted > 0 and result.failed == 0
+
+
 def test_sb3_docstring_example():
     pytest.importorskip("stable_baselines3")
     import wmenv.sb3

@@ -49,3 +49,18 @@ def test_video_world_model_quick():
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("video_world_model: 2 iterations, mean return ") and last.endswith(" frames/s")
+
+
+MOPO = ROOT / "examples" / "offline_mopo.py"
+
+
+@pytest.mark.skipif(not MOPO.exists(), reason="examples/ not beside tests/")
+def test_offline_mopo_quick():
+    pytest.importorskip("stable_baselines3")
+    proc = subprocess.run([sys.executable, str(MOPO), "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("offline_mopo: behaviour ") and last.endswith("(mean real return over 2 episodes)")
+    parts = last.replace(",", "").split()
+    assert [parts[1], parts[3], parts[5]] == ["behaviour", "unpenalised", "penalised"]
+    assert all(-2000 < float(parts[i]) <= 0 for i in (2, 4, 6))  # Pendulum returns
