@@ -11,11 +11,16 @@ the reward. For each num_envs, in the same run, in interleaved rounds (best of
 * raw_net: stricter still, the MLP's layers alone (``model.net``, no module
   call, no reward slice), ``state = out[..., :8]`` fed back
 * wmenv: WorldModelVectorEnv, every backend that loads (one model call per step)
+* torch: WorldModelVectorEnv(output="torch") on the default backend, with a
+  tensor action: observations, rewards and flags stay tensors
 * sync:  gymnasium's SyncVectorEnv over num_envs single WorldModelEnvs
   (skipped above ``--sync-max`` envs: it is num_envs model calls per step)
 
 Prints one JSON line per num_envs and a table (env-steps per second; ratios
-wmenv/sync and wmenv/raw, higher is better). ``--profile`` also prints where a
+wmenv/sync and wmenv/raw, higher is better), then Gymnasium's own
+``gymnasium.utils.performance.benchmark_vector_step`` (Gymnasium >= 1.4;
+random actions, autoresets counted as Gymnasium counts them) for the
+native env at each num_envs (``--gym-seconds`` each; 0 skips it). ``--profile`` also prints where a
 step's time goes: the env's own work, the model, and the conversions.
 
     python bench/vector.py [--num-envs 16 256 4096] [--rounds 5] [--profile]
@@ -63,13 +68,14 @@ def timed(step, steps):
     return (time.perf_counter() - start) / steps
 
 
-def vector_env(model, num_envs, backend):
+def vector_env(model, num_envs, backend, output="numpy"):
     env = WorldModelVectorEnv(
         model,
         num_envs,
         OBS,
         ACT,
         backend=backend,
+        output=output,
         max_episode_steps=200,
         initial_state=torch.zeros(num_envs, OBS_DIM),
         initial_observation=torch.zeros(num_envs, OBS_DIM),
@@ -99,6 +105,8 @@ def runners(num_envs, backends, sync_max):
     for name in backends:
         env = vector_env(model, num_envs, name)
         out[name] = lambda env=env: env.step(actions)
+    torch_env = vector_env(model, num_envs, None, "torch")
+    out["torch"] = lambda: torch_env.step(action_t)
     if num_envs <= sync_max:
         sync = gym.vector.SyncVectorEnv(
             [
@@ -159,6 +167,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=0.3, help="per runner per round")
     parser.add_argument("--sync-max", type=int, default=256)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--gym-seconds", type=float, default=2.0, help="benchmark_vector_step's duration")
     args = parser.parse_args()
     backends = _backend.available()
     rows = []
@@ -172,6 +181,7 @@ def main():
                 best[name] = min(best[name], timed(fn, steps[name]))
         rate = {k: n / v for k, v in best.items()}
         row = {"num_envs": n, "env_steps_per_s": {k: round(v) for k, v in rate.items()}}
+        row["torch/raw"] = round(rate["torch"] / rate["raw"], 3)
         for name in backends:
             if "sync" in rate:
                 row[f"{name}/sync"] = round(rate[name] / rate["sync"], 2)
@@ -189,6 +199,8 @@ def main():
                 "num_envs",
                 "raw",
                 *backends,
+                "torch",
+                "torch/raw",
                 "sync",
                 *[f"{b}/sync" for b in backends],
                 *[f"{b}/raw" for b in backends],
@@ -198,10 +210,29 @@ def main():
     )
     for row in rows:
         s = row["env_steps_per_s"]
-        cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends], f"{s.get('sync', 0):,}"]
+        cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends]]
+        cells += [f"{s['torch']:,}", f"{row['torch/raw']:.2f}x", f"{s.get('sync', 0):,}"]
         cells += [f"{row.get(f'{b}/sync', 0):.1f}x" for b in backends] + [f"{row[f'{b}/raw']:.2f}x" for b in backends]
         cells += [f"{row[f'{b}/raw_net']:.2f}x" for b in backends]
         print(" | ".join(cells))
+
+    gym_benchmark(args.num_envs, args.gym_seconds)
+
+
+def gym_benchmark(sizes, seconds: float) -> None:
+    """Gymnasium's own vector-step benchmark, where this Gymnasium has it."""
+    try:
+        from gymnasium.utils.performance import benchmark_vector_step
+    except ImportError:
+        print("gymnasium.utils.performance.benchmark_vector_step: not in this Gymnasium (it needs 1.4 or newer)")
+        return
+    if seconds <= 0:
+        return
+    for n in sizes:
+        env = vector_env(MLP(), n, "native" if "native" in _backend.available() else "python")
+        rate = benchmark_vector_step(env, target_duration=seconds, seed=0)
+        print(f"gymnasium benchmark_vector_step, num_envs {n}: {rate:,.0f} env-steps/s")
+        print(json.dumps({"gym_benchmark_vector_step": {"num_envs": n, "env_steps_per_s": round(rate)}}))
 
 
 if __name__ == "__main__":

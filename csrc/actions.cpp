@@ -184,15 +184,32 @@ bool has_dims(py::detail::PyArray_Proxy* arr, PyObject* shape) {
 
 py::object tensor_action(py::handle action, const ActionSpec& spec) {
     Refs& r = refs();
-    py::object tensor = call_method(action, r.s_detach);
-    if (spec.integral) check_integral_tensor(action, tensor, spec);
+    // perf: the action itself, no detach(): reading its attributes needs no
+    // tensor op, and with grad=True its graph reaches the model. The integer
+    // checks read a detached alias.
+    py::object tensor = borrow(action);
+    py::object plain;
+    if (spec.integral) {
+        plain = call_method(action, r.s_detach);
+        check_integral_tensor(action, plain, spec);
+    }
     long long numel = PyLong_AsLongLong(call_method(tensor, r.s_numel).ptr());
     if (numel == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (numel != spec.size) wrong_count(spec, getattr(tensor, r.s_shape));
-    if (spec.integral) check_range(spec, call_method(call_method(tensor, r.s_cpu), r.s_numpy));
+    if (spec.integral) check_range(spec, call_method(call_method(plain, r.s_cpu), r.s_numpy));
     if (!spec.to_torch) return borrow(action);
     // torch.Size is a tuple: equal to the spec's shape tuple when it matches.
     if (!same_shape(getattr(tensor, r.s_shape), spec.shape)) tensor = call_method(tensor, r.s_reshape, spec.shape);
+    // perf: no .to() when the dtype and the device already are the spec's
+    // (a device of None keeps the tensor where it is)
+    const bool same_dtype = getattr(tensor, r.s_dtype).ptr() == spec.torch_dtype;
+    bool same_device = spec.device == Py_None;
+    if (!same_device) {
+        const int eq = PyObject_RichCompareBool(getattr(tensor, r.s_device).ptr(), spec.device, Py_EQ);
+        if (eq < 0) throw py::error_already_set();
+        same_device = eq == 1;
+    }
+    if (same_dtype && same_device) return tensor;
     py::dict kwargs;
     kwargs["device"] = py::handle(spec.device);
     kwargs["dtype"] = py::handle(spec.torch_dtype);

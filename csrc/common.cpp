@@ -62,6 +62,8 @@ void init_refs() {
     r.s_reshape = intern("reshape");
     r.s_copy = intern("copy");
     r.s_to = intern("to");
+    r.s_dtype = intern("dtype");
+    r.s_device = intern("device");
     r.s_get = intern("get");
     r.s_items = intern("items");
     r.s_dlpack = intern("__dlpack__");

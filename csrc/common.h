@@ -70,6 +70,8 @@ struct Refs {
     PyObject* s_reshape = nullptr;
     PyObject* s_copy = nullptr;
     PyObject* s_to = nullptr;
+    PyObject* s_dtype = nullptr;
+    PyObject* s_device = nullptr;
     PyObject* s_get = nullptr;
     PyObject* s_items = nullptr;
     PyObject* s_dlpack = nullptr;

@@ -925,17 +925,23 @@ def convert_action(action, spec):
         raise TypeError("action spec must be a 10-tuple or None")
     shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch, integral = spec
     if type(action) is not _NDArray and _Tensor is not None and isinstance(action, _Tensor):
-        tensor = action.detach()
+        # perf: the action itself, no detach(): reading its attributes needs no
+        # tensor op, and with grad=True its graph reaches the model (the
+        # integer checks read a detached alias)
+        tensor = action
         if integral:
-            _check_integral_tensor(action, tensor, space_repr)
+            plain = action.detach()
+            _check_integral_tensor(action, plain, space_repr)
         if tensor.numel() != size:
             raise _action_error(size, space_repr, tensor.shape)
         if integral:
-            _check_range(tensor.cpu().numpy(), low, n, space_repr)
+            _check_range(plain.cpu().numpy(), low, n, space_repr)
         if not to_torch:
             return action
         if tensor.shape != shape:
             tensor = tensor.reshape(shape)
+        if tensor.dtype is torch_dtype and (device is None or tensor.device == device):
+            return tensor  # perf: no .to() when nothing would change
         return tensor.to(device=device, dtype=torch_dtype)
     if integral:  # checked on the values as given: a cast to int64 could wrap them
         raw = action if type(action) is _NDArray else _asarray(action)

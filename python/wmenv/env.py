@@ -407,7 +407,7 @@ class _AdapterHost:
         self._torch_out = None
         if self.output == "torch":
             known = self.device is not None or isinstance(world_model, _torch.nn.Module)
-            self._torch_out = TorchOutput(_model_device(world_model, self.device) if known else None)
+            self._torch_out = TorchOutput(_model_device(world_model, self.device) if known else None, self.grad)
         # Actions reach an accelerator through pinned memory and a non-blocking copy.
         self._action_device = _torch.device(self.device) if self._on_device and self.torch_actions else None
 
@@ -918,9 +918,11 @@ class WorldModelEnv(_AdapterHost, gym.Env):
             if self._notes.unchecked:
                 self._notes.check_keys("step", result)
             if self._torch_out is not None:
-                out = self._torch_result(result, model_action, elapsed)
-                del result  # what still shares the observation's memory now is the model's, or the state
-                out = self._torch_out.secure(out, 1)
+                parts = self._torch_result(result, model_action, elapsed)
+                next_state, info = parts[0], parts[5]
+                held = parts[1:5]
+                del result, parts  # what still shares their memory now is the model's, or the state
+                out = (next_state, *self._torch_out.secure_each(held), info)
             else:
                 reward_fn, terminal_fn = self._reward, self._terminal
                 if self._stage:
@@ -964,16 +966,24 @@ class WorldModelEnv(_AdapterHost, gym.Env):
         if terminated is None:
             terminated = False if self._terminal is None else self._terminal(next_state, obs, action)
         out = self._torch_out
+        leaf = first_leaf(next_state)
+
+        def flag(x, name):  # perf: a flag the model does not give is one zeros op
+            return out.scalar_zero(_torch.bool, leaf) if x is None or x is False else out.scalar(x, _torch.bool, name)
+
+        if type(reward) is float and reward == 0.0:  # the default reward: one zeros op
+            reward = out.scalar_zero(_torch.float32, leaf)
         reward = out.scalar(reward, _torch.float32, "reward")
-        terminated = out.scalar(terminated, _torch.bool, "terminated")
-        truncated = out.scalar(False if truncated is None else truncated, _torch.bool, "truncated")
+        terminated = flag(terminated, "terminated")
+        truncated = flag(truncated, "truncated")
         if info is not None and not isinstance(info, Mapping):
             raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
         info = {} if info is None else dict(info)
         if self.info_model_state:
             info.setdefault("model_state", next_state)
         info.setdefault("elapsed_steps", elapsed)
-        return next_state, out.observation(obs, self._model_obs_spec, protect=True), reward, terminated, truncated, info
+        obs = out.observation(obs, self._model_obs_spec, protect=True)
+        return [next_state, obs, reward, terminated, truncated, info]
 
     def render(self):
         """The current frame: ``render_fn``'s, or the observation's

@@ -49,12 +49,16 @@ class TorchOutput:
     """Conforms model outputs to the spaces as tensors on ``device``
     (``None``: wherever the model put them)."""
 
-    def __init__(self, device):
+    def __init__(self, device, keep_graph: bool = False):
         self.device = None if device is None else _torch.device(device)
+        # grad=True: tensors keep their autograd graph (differentiable imagination)
+        self.keep_graph = bool(keep_graph)
 
     def tensor(self, x, dtype=None, protect=False):
         if isinstance(x, _torch.Tensor):
-            t = x.detach()
+            # perf: detach() only what carries a graph that is not wanted (under
+            # no_grad a model's outputs carry none: no op at all)
+            t = x.detach() if x.requires_grad and not self.keep_graph else x
         else:
             t = _torch.as_tensor(np.asarray(x))
         if protect and _foreign(t):
@@ -76,7 +80,7 @@ class TorchOutput:
         kind = spec[0]
         if kind == 0:
             t = self.tensor(obs, protect=protect)
-            if tuple(t.shape) != spec[1]:
+            if t.shape != spec[1]:  # a torch.Size is a tuple
                 raise ValueError(f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(t.shape)}")
             want = _torch_dtype(spec[2])
             return t if t.dtype == want else t.to(want)
@@ -107,6 +111,21 @@ class TorchOutput:
             return type(x)(self._tree(v, protect, depth + 1) for v in tuple(x))
         return self.tensor(x, protect=protect)
 
+    def secure_each(self, items):
+        """``items`` (a list, which it clears) as a tuple with every entry
+        safe to hand out (see :meth:`secure`): a step's observation, reward
+        and flags, checked once the model's raw result is gone."""
+        out = []
+        for i in range(len(items)):
+            if items[i] is None:  # perf: a flag the model did not give
+                out.append(None)
+                continue
+            held = [items[i]]
+            items[i] = None  # the one list left holding it is ``held``
+            new = _secured(held, 0, 0)
+            out.append(held[0] if new is _SAME else new)
+        return tuple(out)
+
     def secure(self, items, index):
         """``items`` (a tuple) with the observation at ``items[index]`` safe to
         hand out: every tensor leaf whose storage anything else still
@@ -129,10 +148,14 @@ class TorchOutput:
             raise ValueError(
                 f"{name} must hold one element, got shape {_format_shape(t.shape)}; use WorldModelVectorEnv for batches"
             )
-        return t.reshape(()).to(dtype)
+        if t.dim():  # perf: each of these is an op; none is needed for a 0-d tensor of the dtype
+            t = t.reshape(())
+        return t if t.dtype == dtype else t.to(dtype)
 
     def batch(self, x, num_envs, dtype, name):
-        """One value per env as a new ``(num_envs,)`` tensor of ``dtype``."""
+        """One value per env as a ``(num_envs,)`` tensor of ``dtype``: the
+        model's own tensor where it already is one (:meth:`secure` then copies
+        it if anything else still shares its memory)."""
         if x is None:
             raise TypeError(f"{name} must be an array of {num_envs} values, got None")
         t = self.tensor(x)
@@ -141,7 +164,15 @@ class TorchOutput:
                 f"{name} must hold {num_envs} values, one per env (shape ({num_envs},)), "
                 f"got shape {_format_shape(t.shape)}"
             )
-        return t.reshape(num_envs).to(dtype, copy=True)
+        if t.dim() != 1:  # perf: reshape and to() are ops; skipped where they would change nothing
+            t = t.reshape(num_envs)
+        return t if t.dtype == dtype else t.to(dtype)
+
+    def scalar_zero(self, dtype, like=None):
+        """A 0-d zero (``False``) of ``dtype`` beside ``like``: one op, where
+        converting the Python ``0.0``/``False`` would take three."""
+        device = self.device if self.device is not None else (like.device if like is not None else None)
+        return _torch.zeros((), dtype=dtype, device=device)
 
     def zeros(self, num_envs, dtype, like=None):
         device = self.device if self.device is not None else (like.device if like is not None else None)
@@ -155,6 +186,7 @@ _TOO_DEEP = (
 )
 _SAME = object()
 _getrefcount = sys.getrefcount
+_Tensor = None if _torch is None else _torch.Tensor
 _use_count = None if _torch is None else getattr(_torch._C, "_storage_Use_Count", None)
 
 
@@ -180,17 +212,19 @@ _STORAGE_ALONE = -1 if _use_count is None else _storage_refs(_torch.zeros(2).det
 
 
 def _secured(container, key, depth):
-    alone = _refs_in(container, key) == _ALONE
+    alone = _getrefcount(container[key]) == _ALONE
     x = container[key]
-    if isinstance(x, _torch.Tensor):
-        if not x.numel():
-            return _SAME
-        if alone and _use_count is not None and type(x) is _torch.Tensor:
+    if type(x) is _Tensor:  # perf: the usual leaf first, without isinstance's subclass walk
+        if alone and _use_count is not None:
             try:
-                if _storage_refs(x) == _STORAGE_ALONE:
+                if _use_count(x.untyped_storage()._cdata) == _STORAGE_ALONE:
                     return _SAME
             except Exception:  # no real storage
                 pass
+        return x.clone() if x.numel() else _SAME
+    if isinstance(x, _torch.Tensor):
+        if not x.numel():
+            return _SAME
         return x.clone()
     if depth > _MAX_DEPTH:
         raise ValueError(_TOO_DEEP)
@@ -217,8 +251,15 @@ def _secured(container, key, depth):
     return _SAME
 
 
+_TORCH_DTYPES: dict = {}
+
+
 def _torch_dtype(dtype):
-    return _torch.from_numpy(np.zeros(0, dtype)).dtype
+    """torch's dtype for a NumPy one (perf: cached; finding it costs a tensor op)."""
+    found = _TORCH_DTYPES.get(dtype)
+    if found is None:
+        found = _TORCH_DTYPES[dtype] = _torch.from_numpy(np.zeros(0, dtype)).dtype
+    return found
 
 
 def first_leaf(tree):

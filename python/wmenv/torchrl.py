@@ -47,7 +47,6 @@ from .vector import WorldModelVectorEnv
 __all__ = ["TorchRLEnv", "spec_of"]
 
 
-
 def _torch_dtype(dtype) -> torch.dtype:
     return torch.from_numpy(np.zeros((), dtype)).dtype
 

@@ -232,6 +232,15 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _snapshot_envs(self) -> Optional[int]:
         return self.num_envs
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if _torch is not None and isinstance(self.__dict__.get("_elapsed"), _torch.Tensor):
+            # output="torch": the host mask is a view of the device mask again, not a pickled copy
+            restored = np.array(self._autoreset, np.bool_)
+            self._make_ended_mask(self._elapsed.device)
+            self._ended.copy_(_torch.from_numpy(restored))
+            self._sync_ended()
+
     def get_state(self, copy: bool = False):
         snapshot = super().get_state(copy)
         if _torch is not None and isinstance(snapshot.elapsed, _torch.Tensor):  # output="torch": counters on the device
@@ -241,10 +250,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def set_state(self, snapshot) -> None:
         super().set_state(snapshot)
         if self._torch_out is not None and isinstance(self._elapsed, _torch.Tensor):
-            # the device copies of the counters and the autoreset mask replay too
-            device = self._elapsed.device
+            # the device copies of the counters and the ended mask replay too
+            restored = self._autoreset
             self._elapsed = self._elapsed.clone()
-            self._autoreset_t = _torch.from_numpy(self._autoreset.copy()).to(device)
+            self._make_ended_mask(self._elapsed.device)
+            self._ended.copy_(_torch.from_numpy(restored))
+            self._sync_ended()
         elif self._torch_out is not None and isinstance(snapshot.elapsed, np.ndarray):
             self._elapsed = np.copy(snapshot.elapsed)
 
@@ -365,17 +376,30 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         return obs, info
 
     def _reset_device_counters(self, mask, state):
-        """``output="torch"``: step counters and the autoreset mask live on the model's device."""
+        """``output="torch"``: step counters and the ended mask live on the
+        model's device; the mask's host copy, ``self._autoreset``, is a view of
+        it on the CPU, or of a pinned host buffer the step copies it into."""
         out = self._torch_out
         if out.device is None:
             leaf = first_leaf(self._obs)
             out.device = None if leaf is None else leaf.device
-        mask_t = _torch.from_numpy(mask).to(out.device)
         if not isinstance(self._elapsed, _torch.Tensor):
             self._elapsed = _torch.as_tensor(self._elapsed, device=out.device)
-            self._autoreset_t = _torch.zeros(self.num_envs, dtype=_torch.bool, device=out.device)
+            self._make_ended_mask(self._elapsed.device)
+        mask_t = _torch.from_numpy(mask).to(self._elapsed.device)
         self._elapsed = _torch.where(mask_t, _torch.zeros_like(self._elapsed), self._elapsed)
-        self._autoreset_t = self._autoreset_t & ~mask_t
+        self._ended[mask_t] = False
+        self._autoreset[mask] = False
+
+    def _make_ended_mask(self, device) -> None:
+        self._ended = _torch.zeros(self.num_envs, dtype=_torch.bool, device=device)
+        if self._ended.device.type == "cpu":
+            self._ended_host = None
+            self._autoreset = self._ended.numpy()
+        else:
+            pin = _torch.cuda.is_available() and self._ended.device.type == "cuda"
+            self._ended_host = _torch.zeros(self.num_envs, dtype=_torch.bool, pin_memory=pin)
+            self._autoreset = self._ended_host.numpy()
 
     def _check_discrete(self, action):
         low, n = self._discrete
@@ -498,44 +522,55 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
     def _torch_step(self, actions):
         """``output="torch"``: the step with observations, rewards, flags,
         counters and the autoreset mask on the model's device, and one
-        synchronisation (learning which envs ended, to decide on resets)."""
+        synchronisation (learning which envs ended, to decide on resets).
+
+        perf: a steady step costs a handful of tensor ops beyond the model's
+        own (the op-count test holds it there): the counter's increment, the
+        time limit's compare, one in-place ``logical_or`` into the ended mask
+        (whose host copy is a permanent NumPy view on the CPU, a pinned buffer
+        elsewhere), a zeros for each flag the model does not give, and the
+        copies the ownership rule asks for. Nothing is detached, reshaped or
+        cast that already is what it should be."""
         mode = self.autoreset_mode
         out = self._torch_out
+        n = self.num_envs
         restore = _grad_off(self._no_grad)
         try:
             model_action = self._model_action(actions)
             result = self._transition(self._state, model_action)
             state, raw_obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
-            n = self.num_envs
-            if reward is None and self._reward is None:
-                reward = out.zeros(n, _torch.float32, self._elapsed)
-            else:
-                reward = reward if reward is not None else self._reward(state, raw_obs, model_action)
-                reward = out.batch(reward, n, _torch.float32, "reward")
-            if terminated is None and self._terminal is None:
-                terminated = out.zeros(n, _torch.bool, self._elapsed)
-            else:
-                terminated = terminated if terminated is not None else self._terminal(state, raw_obs, model_action)
-                terminated = out.batch(terminated, n, _torch.bool, "terminated")
-            if truncated is None or truncated is False:
-                truncated = out.zeros(n, _torch.bool, self._elapsed)
-            else:
-                truncated = out.batch(truncated, n, _torch.bool, "truncated")
+            if reward is None and self._reward is not None:
+                reward = self._reward(state, raw_obs, model_action)
+            if terminated is None and self._terminal is not None:
+                terminated = self._terminal(state, raw_obs, model_action)
             if info is not None and not isinstance(info, dict):
                 raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
             info = {} if info is None else dict(info)
-            held = (out.observation(raw_obs, self._obs_spec, protect=True),)
-            del result, raw_obs  # what still shares the observation's memory now is the model's, or the state
-            obs = out.secure(held, 0)[0]
             elapsed = self._elapsed + 1
+            held = [
+                out.observation(raw_obs, self._obs_spec, protect=True),
+                out.zeros(n, _torch.float32, elapsed)
+                if reward is None
+                else out.batch(reward, n, _torch.float32, "reward"),
+                None if terminated is None else out.batch(terminated, n, _torch.bool, "terminated"),
+                None if truncated is None or truncated is False else out.batch(truncated, n, _torch.bool, "truncated"),
+            ]
+            # what still shares their memory now is the model's, or the state: only that is copied
+            del result, raw_obs, reward, terminated, truncated
+            obs, reward, terminated, truncated = out.secure_each(held)
+            can_end = terminated is not None or truncated is not None or self._step_limit is not None
+            if terminated is None:
+                terminated = out.zeros(n, _torch.bool, elapsed)
             limit = self._step_limit
             if limit is not None:
-                truncated = truncated | (elapsed >= limit)
-            if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
-                mask, mask_t = self._autoreset, self._autoreset_t
-                state, obs, self._reset_info = self._reset_batch(
-                    None, {"reset_mask": mask.copy()}, mask, state, obs, mask_t
-                )
+                at_limit = elapsed >= limit
+                truncated = at_limit if truncated is None else truncated | at_limit
+            elif truncated is None:
+                truncated = out.zeros(n, _torch.bool, elapsed)
+            reset_now = mode is _NEXT_STEP and _count_nonzero(self._autoreset)
+            if reset_now:
+                mask, mask_t = self._autoreset.copy(), self._ended
+                state, obs, self._reset_info = self._reset_batch(None, {"reset_mask": mask}, mask, state, obs, mask_t)
                 reward = _torch.where(mask_t, _torch.zeros_like(reward), reward)
                 terminated = terminated & ~mask_t
                 truncated = truncated & ~mask_t
@@ -543,9 +578,12 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         finally:
             if restore:
                 _set_grad_enabled(True)
-        ended = terminated | truncated
-        self._autoreset_t = ended
-        self._autoreset = ended.cpu().numpy()  # the step's one synchronisation
+        if can_end:
+            _torch.logical_or(terminated, truncated, out=self._ended)
+            self._sync_ended()  # the step's one synchronisation
+        elif reset_now:
+            self._ended.zero_()
+            self._sync_ended()
         info.setdefault("elapsed_steps", elapsed)
         info.setdefault("_elapsed_steps", self._all_true)
         if self._reset_info:
@@ -554,6 +592,13 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
         return obs, reward, terminated, truncated, info
+
+    def _sync_ended(self) -> None:
+        """The ended mask's host copy (``self._autoreset``): on the CPU a view
+        of the device mask itself, so nothing to do."""
+        host = self._ended_host
+        if host is not None:
+            host.copy_(self._ended)
 
     def step(self, actions):
         """Advances all ``num_envs`` rollouts in one model call: batched
