@@ -22,6 +22,7 @@ SECTIONS = [
     ("wmenv.autoreset", ["merge_by_mask", "scatter_by_mask", "leaf_paths", "check_batch_axes"]),
     ("wmenv.transitions", ["GlobalRNG", "TerminationThreshold", "RewardModel"]),
     ("wmenv.progress", ["ModelCall", "Progress"]),
+    ("wmenv.imagination", ["imagine"]),
     ("wmenv.chunks", ["chunk_space", "ChunkStep"]),
     ("wmenv.groups", ["share_within_groups", "group_sources", "check_seeds", "check_group_size"]),
     ("wmenv.planning", ["StartData"]),

@@ -12,6 +12,7 @@ import wmenv._core_py
 import wmenv.autoreset
 import wmenv.ensemble
 import wmenv.env
+import wmenv.imagination
 import wmenv.planning
 import wmenv.progress
 import wmenv.vector
@@ -55,7 +56,17 @@ def test_docs_python_examples_run(path):
 
 @pytest.mark.parametrize(
     "module",
-    [wmenv, wmenv.env, wmenv.vector, wmenv._core_py, wmenv.autoreset, wmenv.ensemble, wmenv.planning, wmenv.progress],
+    [
+        wmenv,
+        wmenv.env,
+        wmenv.vector,
+        wmenv._core_py,
+        wmenv.autoreset,
+        wmenv.ensemble,
+        wmenv.planning,
+        wmenv.progress,
+        wmenv.imagination,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

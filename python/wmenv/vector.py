@@ -16,6 +16,7 @@ from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatte
 from .chunks import repeat_frames
 from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .groups import check_group_size, check_seeds, share_within_groups
+from .imagination import imagine
 from .output import first_leaf
 from .planning import ObservationRows, Rollout, check_discount, discounted_returns
 
@@ -454,7 +455,7 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         run = self._run_step_batch
         return lambda state, actions: run(plan, state, actions, counters)[:4]
 
-    def rollout(self, actions, state, discount=None, observations: bool = True) -> Rollout:
+    def rollout(self, actions, state, discount=None, observations: bool = True, horizon=None) -> Rollout:
         """Evaluates ``num_envs`` open-loop action sequences from a batched
         ``state``, with one model call per horizon step: the primitive of
         CEM/MPPI planners.
@@ -469,6 +470,10 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
         counters, autoreset mask and generator are left as they were (the
         model's draws come from a generator restored afterwards).
 
+        ``actions`` may instead be a policy, ``policy(state) -> actions``,
+        with ``horizon=`` steps: closed-loop imagination, differentiable with
+        ``output="torch"`` and ``grad=True`` (see :mod:`wmenv.imagination`).
+
         Example:
             >>> import numpy as np, gymnasium as gym, torch
             >>> from wmenv import WorldModelVectorEnv, repeat_state
@@ -478,6 +483,15 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             >>> env.rollout(plan, repeat_state(torch.zeros(1), 4)).returns.tolist()
             [6.0, 6.0, 6.0, 6.0]
         """
+        if self.relative_reward:
+            raise ValueError(
+                "rollout starts from a state, with no previous observation to difference against: build the env "
+                "with relative_reward=False to plan on the reward model's scores"
+            )
+        if callable(actions):  # a policy: closed-loop, differentiable imagination (wmenv.imagination)
+            return imagine(self, actions, state, horizon, discount, observations)
+        if horizon is not None:
+            raise TypeError("horizon= is for a policy rollout; an action array's first axis is its horizon")
         actions = (
             actions.detach().cpu().numpy() if _torch is not None and isinstance(actions, _torch.Tensor) else actions
         )
@@ -489,11 +503,6 @@ class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
             )
         horizon = actions.shape[0]
         discount = check_discount(discount)
-        if self.relative_reward:
-            raise ValueError(
-                "rollout starts from a state, with no previous observation to difference against: build the env "
-                "with relative_reward=False to plan on the reward model's scores"
-            )
         saved = None if self._generator is None else self._generator.get_state()
         # each step's observation is copied into its row as it arrives, so a
         # model that writes into one buffer cannot change earlier rows
