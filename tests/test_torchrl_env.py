@@ -110,11 +110,9 @@ def test_discrete_actions_and_dict_observations(backend):
     assert td["pos"][:, 0].tolist() == [-1.0, 0.0, 1.0, 1.0] and td["speed"].shape == (N, 1)
 
 
-def test_the_vector_env_must_be_torch_mode_without_autoresets(backend):
+def test_the_vector_env_must_be_torch_mode(backend):
     with pytest.raises(ValueError, match=r'output="torch"'):
         TorchRLEnv(WorldModelVectorEnv(None, N, OBS, ACT, transition_fn=drift, backend=backend))
-    with pytest.raises(ValueError, match=r"autoreset_mode=AutoresetMode.DISABLED"):
-        TorchRLEnv(WorldModelVectorEnv(None, N, OBS, ACT, transition_fn=drift, backend=backend, output="torch"))
     with pytest.raises(TypeError, match=r"must be a WorldModelVectorEnv"):
         TorchRLEnv(gym.make("CartPole-v1"))
     with pytest.raises(TypeError, match=r"sets output itself"):
@@ -123,6 +121,20 @@ def test_the_vector_env_must_be_torch_mode_without_autoresets(backend):
         None, N, OBS, ACT, transition_fn=drift, backend=backend, output="torch", autoreset_mode=AutoresetMode.DISABLED
     )
     assert TorchRLEnv(env).env is env
+
+
+def test_a_next_step_vector_env_works_too(backend):
+    env = TorchRLEnv(
+        WorldModelVectorEnv(
+            None, N, OBS, ACT, transition_fn=drift, backend=backend, output="torch", max_episode_steps=2,
+            initial_state=torch.ones(N, 2), initial_observation=torch.ones(N, 2),
+        )
+    )  # fmt: skip
+    check_env_specs(env, seed=0)
+    td = env.rollout(5, policy=lambda td: td.set("action", torch.zeros(N, 2)), break_when_any_done=False)
+    # TorchRL resets the truncated envs through "_reset"; the vector env does not reset them a second time
+    assert td["next", "truncated"][:, :, 0].tolist() == [[False, True, False, True, False]] * N
+    assert torch.equal(td["observation"][:, 2], torch.ones(N, 2))
 
 
 def test_a_collector_and_ppo_loss_train_on_it(backend):

@@ -3,11 +3,14 @@
 ``TorchRLEnv(vector_env)`` is an ``EnvBase`` with ``batch_size=[num_envs]``
 whose step is one ``vector_env.step`` (one model call for every env). The
 vector env must be built with ``output="torch"`` (observations, rewards and
-flags stay tensors on the model's device) and
-``autoreset_mode=AutoresetMode.DISABLED``: TorchRL resets envs itself,
+flags stay tensors on the model's device). TorchRL resets envs itself,
 through the ``"_reset"`` mask of ``env.reset(tensordict)``, which becomes
 the vector env's ``options["reset_mask"]`` (a partial reset, merged by
-mask). :meth:`TorchRLEnv.from_model` builds such a vector env.
+mask, which also clears those envs' pending autoreset).
+``autoreset_mode=AutoresetMode.DISABLED`` suits it best (stepping an env that
+ended is then an error, as TorchRL expects); with ``NEXT_STEP`` an env that
+TorchRL steps without resetting is reset by the vector env instead.
+:meth:`TorchRLEnv.from_model` builds a vector env with ``DISABLED``.
 
 Specs come from the Gymnasium spaces: a ``Box`` is ``Bounded`` (or
 ``Unbounded`` where its bounds are infinite), ``Discrete`` is
@@ -79,19 +82,14 @@ def spec_of(space: spaces.Space, num_envs: int, device):
 
 
 class TorchRLEnv(EnvBase):
-    """A WorldModelVectorEnv (``output="torch"``, ``autoreset_mode=DISABLED``)
-    as a TorchRL ``EnvBase`` of ``batch_size=[num_envs]``."""
+    """A WorldModelVectorEnv (``output="torch"``) as a TorchRL ``EnvBase`` of
+    ``batch_size=[num_envs]``."""
 
     def __init__(self, env: WorldModelVectorEnv, device: Any = None):
         if not isinstance(env, WorldModelVectorEnv):
             raise TypeError(f"env must be a WorldModelVectorEnv, got {type(env).__name__}")
         if env.output != "torch":
             raise ValueError('TorchRLEnv needs a WorldModelVectorEnv built with output="torch" (tensors in and out)')
-        if env.autoreset_mode is not AutoresetMode.DISABLED:
-            raise ValueError(
-                "TorchRL resets envs itself (the '_reset' mask): build the WorldModelVectorEnv with "
-                f"autoreset_mode=AutoresetMode.DISABLED (got {env.autoreset_mode}), or use TorchRLEnv.from_model"
-            )
         if device is None:
             given = getattr(env, "device", None)
             device = given if given is not None else _model_device(env)
