@@ -114,6 +114,7 @@ def find_interpreter(version: str) -> str | None:
 
 def clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WMENV_", "PYTHON", "VIRTUAL_ENV", "SKBUILD"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the tests run from the checkout: leave no bytecode of other Pythons there
     env.update(extra)
     return env
 

@@ -11,6 +11,7 @@ import wmenv
 import wmenv._core_py
 import wmenv.autoreset
 import wmenv.ensemble
+import wmenv._base
 import wmenv.env
 import wmenv.imagination
 import wmenv.planning

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend, adapters
+from ._base import SHARED_OPTIONS
 from ._core_py import OBSERVATION_KEYS
-from .env import _SHARED_OPTIONS
 
 __all__ = ["check", "CheckReport"]
 
@@ -152,7 +152,7 @@ def _same(a, b) -> bool:
 
 def _rebuild(env, backend: str):
     """The same env on another backend (the vector env with its own options too)."""
-    options = {name: getattr(env, name) for name in _SHARED_OPTIONS if name != "backend"}
+    options = {name: getattr(env, name) for name in SHARED_OPTIONS if name != "backend"}
     if hasattr(env, "num_envs"):
         return type(env)(
             env.world_model,

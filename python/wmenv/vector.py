@@ -12,9 +12,9 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
+from ._base import WorldModelBase, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .chunks import repeat_frames
-from .env import _AdapterHost, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
 from .groups import check_group_size, check_seeds, share_within_groups
 from .imagination import imagine
 from .output import first_leaf
@@ -64,7 +64,7 @@ def _env_slice(obs, i):
     return obs[i]
 
 
-class WorldModelVectorEnv(_AdapterHost, gym.vector.VectorEnv):
+class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
     """``num_envs`` rollouts of a world model, advanced by one model call per step.
 
     The spaces given are the single-env spaces; the model and adapters see
