@@ -24,12 +24,23 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from . import _backend
 
 _torch: Any = _backend.torch
 
-__all__ = ["check_batch_axes", "check_reset_mask", "leaf_paths", "merge_by_mask", "scatter_by_mask"]
+__all__ = [
+    "MODES",
+    "Disabled",
+    "NextStep",
+    "SameStep",
+    "check_batch_axes",
+    "check_reset_mask",
+    "leaf_paths",
+    "merge_by_mask",
+    "scatter_by_mask",
+]
 
 
 def _is_tensor(x) -> bool:
@@ -258,3 +269,83 @@ def _check_part(part, count, batch_axes, path):
             f"axis {axis} must hold {count} entries (encode_fn must return one start state per drawn observation; "
             f"declare another batch axis with batch_axes={{{path!r}: AXIS}})"
         )
+
+
+# ---- the three autoreset modes, one small object each -------------------------------------------
+
+
+class _Mode:
+    """What a vector step does about envs that ended, for one autoreset mode.
+
+    The vector env chooses its mode's object once; its step calls
+    ``check`` before the model call, ``after_step`` once the batch is out
+    (which runs the reset, under the env's autograd rule, only when there is
+    one to run) and ``ended_mask`` for what the next step must remember.
+    """
+
+    mode: Any = None
+
+    def check(self, env) -> None:
+        """Refuses a step the mode does not allow (DISABLED: envs that ended and were not reset)."""
+
+    def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
+        return state, obs
+
+    def ended_mask(self, env, ended):
+        """The autoreset mask the next step starts from."""
+        return ended
+
+    def resets_before_stepping(self, env) -> bool:
+        """Whether this step resets envs that ended last step (NEXT_STEP)."""
+        return False
+
+
+def _count(mask) -> int:
+    return int(np.count_nonzero(mask))
+
+
+class NextStep(_Mode):
+    """``AutoresetMode.NEXT_STEP``: an env that ended is reset by the next step,
+    instead of stepped (its reward, flags and counter zeroed)."""
+
+    mode = AutoresetMode.NEXT_STEP
+
+    def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
+        if not _count(env._autoreset):
+            return state, obs
+        return env._with_grad_off(env._autoreset_next, state, obs, reward, terminated, truncated, elapsed, ended)
+
+    def resets_before_stepping(self, env) -> bool:
+        return bool(_count(env._autoreset))
+
+
+class SameStep(_Mode):
+    """``AutoresetMode.SAME_STEP``: an env that ended is reset in the same step;
+    its last observation and info go to ``info["final_obs"]`` and ``info["final_info"]``."""
+
+    mode = AutoresetMode.SAME_STEP
+
+    def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
+        if not _count(ended):
+            return state, obs
+        return env._with_grad_off(env._autoreset_same, state, obs, info, elapsed, ended)
+
+    def ended_mask(self, env, ended):
+        return env._autoreset  # every env that ended was reset already: nothing is pending
+
+
+class Disabled(_Mode):
+    """``AutoresetMode.DISABLED``: the caller resets envs that ended, with
+    ``reset(options={"reset_mask": mask})``; stepping one before is an error."""
+
+    mode = AutoresetMode.DISABLED
+
+    def check(self, env) -> None:
+        if env._autoreset.any():
+            raise RuntimeError(
+                f"envs {np.flatnonzero(env._autoreset).tolist()} have ended; with autoreset_mode DISABLED, "
+                "reset them with reset(options={'reset_mask': mask}) before the next step"
+            )
+
+
+MODES = {cls.mode: cls() for cls in (NextStep, SameStep, Disabled)}

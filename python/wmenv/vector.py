@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
 from ._base import WorldModelBase, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
-from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
+from .autoreset import MODES, check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .chunks import repeat_frames
 from .groups import check_group_size, check_seeds, share_within_groups
 from .imagination import imagine
@@ -36,9 +36,6 @@ def _check_discrete_range(low, n, space, action):
         )
 
 
-_count_nonzero = np.count_nonzero  # a C call; ndarray.any() goes through Python
-# Enum members as plain globals: AutoresetMode.X costs a descriptor call per use.
-_NEXT_STEP, _SAME_STEP, _DISABLED = AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED
 _RENDER_KEYS = ("image", "pixels", "rgb")
 
 
@@ -150,6 +147,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         self.group_size = check_group_size(group_size, self.num_envs)
         self._env_seeds = None
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self._autoreset_route = MODES[self.autoreset_mode]  # what a step does about envs that ended
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
         if self.output == "torch" and self.autoreset_mode is AutoresetMode.SAME_STEP:
@@ -540,7 +538,6 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         elsewhere), a zeros for each flag the model does not give, and the
         copies the ownership rule asks for. Nothing is detached, reshaped or
         cast that already is what it should be."""
-        mode = self.autoreset_mode
         out = self._torch_out
         n = self.num_envs
         restore = _grad_off(self._no_grad)
@@ -576,7 +573,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
                 truncated = at_limit if truncated is None else truncated | at_limit
             elif truncated is None:
                 truncated = out.zeros(n, _torch.bool, elapsed)
-            reset_now = mode is _NEXT_STEP and _count_nonzero(self._autoreset)
+            reset_now = self._autoreset_route.resets_before_stepping(self)
             if reset_now:
                 mask, mask_t = self._autoreset.copy(), self._ended
                 state, obs, self._reset_info = self._reset_batch(None, {"reset_mask": mask}, mask, state, obs, mask_t)
@@ -617,51 +614,21 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
             raise RuntimeError("Call reset() before step().")
         if self._offloaded is not None:
             self._refuse_offloaded()
+        route = self._autoreset_route
+        route.check(self)
         if self._torch_out is not None:
-            if self.autoreset_mode is _DISABLED and self._autoreset.any():
-                raise RuntimeError(
-                    f"envs {np.flatnonzero(self._autoreset).tolist()} have ended; with autoreset_mode DISABLED, "
-                    "reset them with reset(options={'reset_mask': mask}) before the next step"
-                )
             return self._torch_step(actions)
-        mode = self.autoreset_mode
-        if mode is _DISABLED and self._autoreset.any():
-            ended = np.flatnonzero(self._autoreset).tolist()
-            raise RuntimeError(
-                f"envs {ended} have ended; with autoreset_mode DISABLED, reset them with "
-                "reset(options={'reset_mask': mask}) before the next step"
-            )
         plan = self._plan
         if plan is not None and not self._stage:  # the model call and its result in one core call
             state, obs, reward, terminated, truncated, info, elapsed, ended = self._run_step_batch(
                 plan, self._state, actions, self._elapsed
             )
-            if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
-                restore = _grad_off(self._no_grad)
-                try:
-                    state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
-                finally:
-                    if restore:
-                        _set_grad_enabled(True)
-            elif mode is _SAME_STEP and _count_nonzero(ended):
-                restore = _grad_off(self._no_grad)
-                try:
-                    state, obs = self._autoreset_same(state, obs, info, elapsed, ended)
-                finally:
-                    if restore:
-                        _set_grad_enabled(True)
         else:
-            restore = _grad_off(self._no_grad)
-            try:
-                state, obs, reward, terminated, truncated, info = self._advance(self._state, actions, True)
-                elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self._step_limit)
-                if mode is _NEXT_STEP and _count_nonzero(self._autoreset):
-                    state, obs = self._autoreset_next(state, obs, reward, terminated, truncated, elapsed, ended)
-                elif mode is _SAME_STEP and _count_nonzero(ended):
-                    state, obs = self._autoreset_same(state, obs, info, elapsed, ended)
-            finally:
-                if restore:
-                    _set_grad_enabled(True)
+            state, obs, reward, terminated, truncated, info = self._with_grad_off(
+                self._advance, self._state, actions, True
+            )
+            elapsed, ended = self._count_steps(self._elapsed, terminated, truncated, self._step_limit)
+        state, obs = route.after_step(self, state, obs, reward, terminated, truncated, info, elapsed, ended)
         info.setdefault("elapsed_steps", elapsed.copy())
         info.setdefault("_elapsed_steps", self._all_true)
         if self._reset_info:  # an autoreset from start data says where each env started, as reset does
@@ -669,9 +636,17 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         if self._info_model_state:
             info.setdefault("model_state", state)
         self._state, self._obs, self._elapsed = state, obs, elapsed
-        if mode is not _SAME_STEP:
-            self._autoreset = ended
+        self._autoreset = route.ended_mask(self, ended)
         return obs, reward, terminated, truncated, info
+
+    def _with_grad_off(self, fn, *args):
+        """``fn(*args)`` under the env's autograd rule (no autograd unless ``grad=True``)."""
+        restore = _grad_off(self._no_grad)
+        try:
+            return fn(*args)
+        finally:
+            if restore:
+                _set_grad_enabled(True)
 
     def _autoreset_info(self, info):
         """The start indices of this step's autoresets (``-1`` where an env
