@@ -16,6 +16,7 @@ import wmenv.env
 import wmenv.imagination
 import wmenv.planning
 import wmenv.progress
+import wmenv.route
 import wmenv.vector
 
 from conftest import torch
@@ -59,6 +60,7 @@ def test_docs_python_examples_run(path):
     "module",
     [
         wmenv,
+        wmenv._base,
         wmenv.env,
         wmenv.vector,
         wmenv._core_py,
@@ -67,6 +69,7 @@ def test_docs_python_examples_run(path):
         wmenv.planning,
         wmenv.progress,
         wmenv.imagination,
+        wmenv.route,
     ],
     ids=lambda m: m.__name__,
 )

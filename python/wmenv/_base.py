@@ -173,6 +173,7 @@ class WorldModelBase:
         "_reward_layer",
         "_progress",
         "_plan",
+        "_batch_plan",
     )
 
     def _compile(self):

@@ -19,6 +19,7 @@ from .groups import check_group_size, check_seeds, share_within_groups
 from .imagination import imagine
 from .output import first_leaf
 from .planning import ObservationRows, Rollout, check_discount, discounted_returns
+from .route import BatchPlan, as_core
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
@@ -197,24 +198,27 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         """The step's model call and result in one core call, for options that
         need nothing between its parts (no action transform, device actions
         or torch output); a Discrete space's range check rides along."""
-        self._plan = None
+        self._plan = self._batch_plan = None
         if self._transform is not None or self._action_device is not None or self._torch_out is not None:
             return
         grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
         space = self.single_action_space
-        self._plan = (
-            self._transition,
-            self._action_spec,
-            self._obs_spec,
-            self._reward,
-            self._terminal,
-            self.num_envs,
-            True,  # protect: observations handed out never change later
-            self._cast_hook,
-            grad_switch,
-            self._step_limit,
-            None if self._discrete is None else functools.partial(_check_discrete_range, *self._discrete, space),
+        self._batch_plan = BatchPlan(
+            transition=self._transition,
+            action_spec=self._action_spec,
+            obs_spec=self._obs_spec,
+            reward_fn=self._reward,
+            terminal_fn=self._terminal,
+            num_envs=self.num_envs,
+            protect=True,  # observations handed out never change later
+            cast_hook=self._cast_hook,
+            grad_switch=grad_switch,
+            max_episode_steps=self._step_limit,
+            action_check=None
+            if self._discrete is None
+            else functools.partial(_check_discrete_range, *self._discrete, space),
         )
+        self._plan = as_core(self._batch_plan)
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
@@ -445,10 +449,11 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         a rollout: the step's one core call where the step has one, without
         hand-out tracking, time limit or autograd switch (the rollout holds
         that around its loop), and its counters thrown away; else _advance."""
-        plan = self._plan
-        if plan is None or self._stage:
+        if self._plan is None or self._stage:
             return lambda state, actions: self._advance(state, actions, False)[:4]
-        plan = plan[:6] + (False, plan[7], None, None, plan[10])
+        # no ownership check (rows copy each step), no autograd switch (the
+        # rollout holds it around its loop), no time limit
+        plan = as_core(self._batch_plan._replace(protect=False, grad_switch=None, max_episode_steps=None))
         counters = np.zeros(self.num_envs, np.int64)
         run = self._run_step_batch
         return lambda state, actions: run(plan, state, actions, counters)[:4]
