@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import wmenv
+import wmenv._base
 import wmenv._core_py
 import wmenv.autoreset
 import wmenv.ensemble
-import wmenv._base
 import wmenv.env
 import wmenv.imagination
 import wmenv.planning

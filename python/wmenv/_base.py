@@ -71,12 +71,29 @@ def _check_counters(elapsed, num_envs) -> None:
         raise ValueError("the snapshot's step counters must lie in [0, 2**62)")
 
 
-def _grad_off(enabled: bool):
-    """Turns autograd off when asked and on; returns whether to turn it back on."""
-    if enabled and _is_grad_enabled is not None and _is_grad_enabled():
-        _set_grad_enabled(False)
-        return True
-    return False
+class AutogradOff:
+    """The envs' one autograd switch: ``with env._autograd_off:`` turns
+    autograd off for the block when the env runs its model without it (every
+    env but ``grad=True`` ones) and turns it back on afterwards, also when the
+    block raises; nested blocks leave it to the outermost."""
+
+    __slots__ = ("active", "_turned_off")
+
+    def __init__(self, active: bool):
+        self.active = bool(active)
+        self._turned_off: list = []  # one entry per open block: whether it turned autograd off
+
+    def __enter__(self):
+        off = self.active and _is_grad_enabled is not None and _is_grad_enabled()
+        if off:
+            _set_grad_enabled(False)
+        self._turned_off.append(off)
+        return self
+
+    def __exit__(self, *exc):
+        if self._turned_off.pop():
+            _set_grad_enabled(True)
+        return False
 
 
 def _model_device(world_model, device):
@@ -174,6 +191,7 @@ class WorldModelBase:
         "_progress",
         "_plan",
         "_batch_plan",
+        "_autograd_off",
     )
 
     def _compile(self):
@@ -247,6 +265,7 @@ class WorldModelBase:
             frames = (self._snapshot_envs() or 1) * (self._chunk or 1)
             self._progress = self._transition = Progress(self._transition, self.progress, frames)
         self._no_grad = not self.grad
+        self._autograd_off = AutogradOff(self._no_grad)
         self._cast_hook = self._notes.on_cast
         self._start = None
         if self.start_data is not None:
@@ -290,6 +309,11 @@ class WorldModelBase:
             return obs
 
         return convert
+
+    def _with_grad_off(self, fn, *args):
+        """``fn(*args)`` under the env's autograd rule (no autograd unless ``grad=True``)."""
+        with self._autograd_off:
+            return fn(*args)
 
     def _rebase_reward(self, obs, mask=None) -> None:
         """``relative_reward``: the reset observations' scores are the next step's baseline."""

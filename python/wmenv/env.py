@@ -13,7 +13,6 @@ from ._base import (
     _RENDER_KEYS,
     SHARED_OPTIONS,
     WorldModelBase,
-    _grad_off,
     _is_grad_enabled,
     _set_grad_enabled,
     _torch,
@@ -256,12 +255,8 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             self._seed(seed)
         if options is None:
             options = {}
-        restore = _grad_off(self._no_grad)
-        try:
+        with self._autograd_off:
             state, obs, info = self._reset_result(seed, options)
-        finally:
-            if restore:
-                _set_grad_enabled(True)
         self._note_state_device(state)
         self._state = state
         self._obs = obs
@@ -290,10 +285,7 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             self._obs = obs
             self._elapsed = elapsed
             return obs, reward, terminated, truncated, info
-        restore = self._no_grad and _is_grad_enabled is not None and _is_grad_enabled()
-        if restore:
-            _set_grad_enabled(False)
-        try:
+        with self._autograd_off:
             if self._transform is None:
                 model_action = self._convert_action(action, self._action_spec)
                 if self._batch_of_one:
@@ -332,9 +324,6 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             state, obs, reward, terminated, truncated, info = out
             if self._batch_of_one and obs is not None:
                 obs = _spaces.first_of_batch(obs)
-        finally:
-            if restore:
-                _set_grad_enabled(True)
         if obs is None:
             obs = self._sample_observation()
         limit = self._step_limit
@@ -378,12 +367,8 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         ``image``/``pixels``/``rgb`` entry, or the observation, as NumPy
         (channels-first images as ``(H, W, 3)`` ``uint8``)."""
         if self._render is not None:
-            restore = _grad_off(self._no_grad)
-            try:
+            with self._autograd_off:
                 frame = self._render(self._state, None if self._obs is _NOT_RESET else self._obs)
-            finally:
-                if restore:
-                    _set_grad_enabled(True)
             return self._to_numpy(frame, None)
         if self._obs is _NOT_RESET:
             return None

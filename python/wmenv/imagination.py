@@ -70,43 +70,39 @@ def imagine(env, policy: Callable, state, horizon: int, discount: Optional[float
     torch_out = env._torch_out
     n = env.num_envs
     saved = None if env._generator is None else env._generator.get_state()
-    restore = env._no_grad and _backend.torch is not None and _torch.is_grad_enabled()
-    if restore:
-        _torch.set_grad_enabled(False)
     kept, rewards, flags = [], [], []
     try:
-        done = None
-        for _ in range(int(horizon)):
-            action = policy(state)
-            model_action = env._model_action(action)
-            result = env._transition(state, model_action)
-            next_state, obs, reward, terminated, _, _ = env._parse_step(result, state)
-            if reward is None:
-                reward = 0.0 if env._reward is None else env._reward(next_state, obs, model_action)
-            if terminated is None:
-                terminated = False if env._terminal is None else env._terminal(next_state, obs, model_action)
-            if torch_out is not None:
-                reward = torch_out.batch(_full(reward, n, torch_out, next_state), n, _torch.float32, "reward")
-                term = torch_out.batch(_full(terminated, n, torch_out, next_state), n, _torch.bool, "terminated")
-                if observations:
-                    kept.append(torch_out.observation(obs, env._obs_spec))
-                live = _torch.ones_like(reward) if done is None else (~done).to(reward.dtype)
-                rewards.append(reward * live)  # 0 after the terminating step, the graph kept
-                done = term if done is None else done | term
-            else:
-                reward_np = np.broadcast_to(np.asarray(env._to_numpy(reward, None), np.float32).reshape(-1), (n,))
-                term_np = np.broadcast_to(np.asarray(env._to_numpy(terminated, None), np.bool_).reshape(-1), (n,))
-                if observations:
-                    kept.append(env._to_numpy(obs, env._obs_spec, "observation", True, None))
-                rewards.append(
-                    np.where(done, 0.0, reward_np).astype(np.float32) if done is not None else reward_np.copy()
-                )
-                done = term_np.copy() if done is None else done | term_np
-            flags.append(done)
-            state = next_state
+        with env._autograd_off:
+            done = None
+            for _ in range(int(horizon)):
+                action = policy(state)
+                model_action = env._model_action(action)
+                result = env._transition(state, model_action)
+                next_state, obs, reward, terminated, _, _ = env._parse_step(result, state)
+                if reward is None:
+                    reward = 0.0 if env._reward is None else env._reward(next_state, obs, model_action)
+                if terminated is None:
+                    terminated = False if env._terminal is None else env._terminal(next_state, obs, model_action)
+                if torch_out is not None:
+                    reward = torch_out.batch(_full(reward, n, torch_out, next_state), n, _torch.float32, "reward")
+                    term = torch_out.batch(_full(terminated, n, torch_out, next_state), n, _torch.bool, "terminated")
+                    if observations:
+                        kept.append(torch_out.observation(obs, env._obs_spec))
+                    live = _torch.ones_like(reward) if done is None else (~done).to(reward.dtype)
+                    rewards.append(reward * live)  # 0 after the terminating step, the graph kept
+                    done = term if done is None else done | term
+                else:
+                    reward_np = np.broadcast_to(np.asarray(env._to_numpy(reward, None), np.float32).reshape(-1), (n,))
+                    term_np = np.broadcast_to(np.asarray(env._to_numpy(terminated, None), np.bool_).reshape(-1), (n,))
+                    if observations:
+                        kept.append(env._to_numpy(obs, env._obs_spec, "observation", True, None))
+                    rewards.append(
+                        np.where(done, 0.0, reward_np).astype(np.float32) if done is not None else reward_np.copy()
+                    )
+                    done = term_np.copy() if done is None else done | term_np
+                flags.append(done)
+                state = next_state
     finally:
-        if restore:
-            _torch.set_grad_enabled(True)
         if saved is not None:
             env._generator.set_state(saved)
     if torch_out is not None:

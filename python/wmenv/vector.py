@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
-from ._base import WorldModelBase, _grad_off, _is_grad_enabled, _set_grad_enabled, as_frame
+from ._base import WorldModelBase, _is_grad_enabled, _set_grad_enabled, as_frame
 from .autoreset import MODES, check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .chunks import repeat_frames
 from .groups import check_group_size, check_seeds, share_within_groups
@@ -362,12 +362,10 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         else:
             check_reset_mask(mask, self.num_envs)
             old_state, old_obs = self._state, self._obs
-        restore = _grad_off(self._no_grad)
         try:
-            state, obs, info = self._reset_batch(seed, options, mask, old_state, old_obs)
+            with self._autograd_off:
+                state, obs, info = self._reset_batch(seed, options, mask, old_state, old_obs)
         finally:
-            if restore:
-                _set_grad_enabled(True)
             self._env_seeds = None  # per-env seeds serve this reset only
         self._note_state_device(state)
         self._state, self._obs = state, obs
@@ -514,18 +512,16 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         done = np.zeros(self.num_envs, np.bool_)
         flags = np.zeros((horizon, self.num_envs), np.bool_)
         advance = self._rollout_advance()
-        restore = _grad_off(self._no_grad)
         try:
-            for t in range(horizon):
-                state, obs, reward, term = advance(state, actions[t])
-                if rows is not None:
-                    rows.write(t, obs)
-                rewards[t] = np.where(done, 0.0, reward)
-                done = done | term
-                flags[t] = done
+            with self._autograd_off:
+                for t in range(horizon):
+                    state, obs, reward, term = advance(state, actions[t])
+                    if rows is not None:
+                        rows.write(t, obs)
+                    rewards[t] = np.where(done, 0.0, reward)
+                    done = done | term
+                    flags[t] = done
         finally:
-            if restore:
-                _set_grad_enabled(True)
             if saved is not None:
                 self._generator.set_state(saved)
         kept = None if rows is None else rows.rows
@@ -545,8 +541,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         cast that already is what it should be."""
         out = self._torch_out
         n = self.num_envs
-        restore = _grad_off(self._no_grad)
-        try:
+        with self._autograd_off:
             model_action = self._model_action(actions)
             result = self._transition(self._state, model_action)
             state, raw_obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
@@ -586,9 +581,6 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
                 terminated = terminated & ~mask_t
                 truncated = truncated & ~mask_t
                 elapsed = _torch.where(mask_t, _torch.zeros_like(elapsed), elapsed)
-        finally:
-            if restore:
-                _set_grad_enabled(True)
         if can_end:
             _torch.logical_or(terminated, truncated, out=self._ended)
             self._sync_ended()  # the step's one synchronisation
@@ -644,15 +636,6 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         self._autoreset = route.ended_mask(self, ended)
         return obs, reward, terminated, truncated, info
 
-    def _with_grad_off(self, fn, *args):
-        """``fn(*args)`` under the env's autograd rule (no autograd unless ``grad=True``)."""
-        restore = _grad_off(self._no_grad)
-        try:
-            return fn(*args)
-        finally:
-            if restore:
-                _set_grad_enabled(True)
-
     def _autoreset_info(self, info):
         """The start indices of this step's autoresets (``-1`` where an env
         was not reset), in ``info`` with their ``_start_index`` mask."""
@@ -694,12 +677,8 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         """Frames of all envs as one batched NumPy array (``render_fn``'s, or
         the observation's ``image``/``pixels``/``rgb`` entry, or the observation)."""
         if self._render is not None:
-            restore = _grad_off(self._no_grad)
-            try:
+            with self._autograd_off:
                 frame = self._render(self._state, self._obs)
-            finally:
-                if restore:
-                    _set_grad_enabled(True)
             return self._to_numpy(frame, None)
         obs = self._obs
         if isinstance(obs, dict):
