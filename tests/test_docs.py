@@ -18,6 +18,7 @@ import wmenv.planning
 import wmenv.progress
 import wmenv.route
 import wmenv.vector
+import wmenv.vocabulary
 
 from conftest import torch
 
@@ -70,6 +71,7 @@ def test_docs_python_examples_run(path):
         wmenv.progress,
         wmenv.imagination,
         wmenv.route,
+        wmenv.vocabulary,
     ],
     ids=lambda m: m.__name__,
 )

@@ -24,6 +24,7 @@ from .output import TorchOutput, check_output, first_leaf, parse_reset
 from .planning import Snapshot, StartData, deep_copy
 from .progress import Progress, check_progress
 from .transitions import GlobalRNG, RewardModel, TerminationThreshold, check_success_threshold, check_threshold
+from .vocabulary import RENDER_KEYS
 
 __all__ = ["SHARED_OPTIONS", "WorldModelBase", "as_frame"]
 
@@ -35,7 +36,7 @@ else:  # pragma: no cover - exercised where torch is absent
     _is_grad_enabled = None
     _set_grad_enabled = None
 
-_RENDER_KEYS = ("image", "pixels", "rgb")
+_RENDER_KEYS = RENDER_KEYS
 _NOT_RESET = object()
 
 
@@ -309,6 +310,24 @@ class WorldModelBase:
             return obs
 
         return convert
+
+    def _frame(self, obs, batch_dims: int):
+        """The one render rule of both envs: ``render_fn(model, state, obs)``'s
+        frame, else the observation's ``image``/``pixels``/``rgb`` entry, else
+        the observation, as NumPy in either output mode, images channels-last
+        ``uint8`` (``batch_dims`` leading batch axes: 1 for the vector env).
+        ``None`` before the first reset, unless ``render_fn`` draws one."""
+        if self._render is not None:
+            with self._autograd_off:
+                frame = self._render(self._state, obs)
+            return self._to_numpy(frame, None)
+        if obs is None:
+            return None
+        if isinstance(obs, dict):
+            for key in _RENDER_KEYS:
+                if key in obs:
+                    return as_frame(self._to_numpy(obs[key], None), batch_dims=batch_dims)
+        return as_frame(self._to_numpy(obs, None), batch_dims=batch_dims)
 
     def _with_grad_off(self, fn, *args):
         """``fn(*args)`` under the env's autograd rule (no autograd unless ``grad=True``)."""

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .vocabulary import OBSERVATION_KEYS  # one list for both backends and every module
+
 __all__ = [
     "OBSERVATION_KEYS",
     "as_batch",
@@ -56,8 +58,6 @@ __all__ = [
     "set_torch",
     "to_numpy",
 ]
-
-OBSERVATION_KEYS = ("observation", "obs", "image", "pixels", "next_observation", "next_obs")
 
 _STEP_FORMS = (
     "a mapping, (next_state, obs, reward, terminated, truncated, info), "

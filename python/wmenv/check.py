@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _backend, adapters
 from ._base import SHARED_OPTIONS
-from ._core_py import OBSERVATION_KEYS
+from .vocabulary import OBSERVATION_KEYS
 
 __all__ = ["check", "CheckReport"]
 

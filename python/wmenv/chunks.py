@@ -39,6 +39,7 @@ import numpy as np
 from gymnasium import spaces
 
 from . import _backend
+from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
 
@@ -100,9 +101,7 @@ class ChunkStep:
     def __call__(self, state, action):
         result = self.transition(state, action)
         next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
-        if isinstance(result, Mapping) and not any(
-            k in result for k in ("observation", "obs", "image", "pixels", "next_observation", "next_obs")
-        ):
+        if isinstance(result, Mapping) and not any(k in result for k in OBSERVATION_KEYS):
             obs = next_state
         lead = 1 if self.batched else 0  # the time axis sits after the batch axis
         info = {} if info is None else dict(info)

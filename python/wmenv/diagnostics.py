@@ -13,12 +13,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._core_py import OBSERVATION_KEYS
+from .vocabulary import OBSERVATION_KEYS, RESULT_KEYS
 
 __all__ = ["WorldModelWarning", "Notes", "RESULT_KEYS"]
 
 # Keys a step or reset mapping may carry besides the observation keys.
-RESULT_KEYS = ("state", "next_state", "reward", "terminated", "done", "truncated", "info")
 
 
 class WorldModelWarning(UserWarning):

@@ -68,6 +68,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _backend, adapters
+from .vocabulary import OBSERVATION_KEYS, STATE_KEYS
 
 _torch: Any = _backend.torch
 
@@ -75,8 +76,7 @@ __all__ = ["MEMBER_MODES", "UNCERTAINTIES", "EnsembleOptions", "StackedEnsemble"
 
 MEMBER_MODES = ("random", "episode", "mean")
 UNCERTAINTIES = ("max_std", "disagreement", "std_of_means")
-_STATE_KEYS = ("state", "next_state")
-_OBS_KEYS = ("observation", "obs", "image", "pixels", "next_observation", "next_obs")
+_STATE_KEYS, _OBS_KEYS = STATE_KEYS, OBSERVATION_KEYS
 
 
 def _number(value, name) -> float:

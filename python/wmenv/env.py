@@ -10,13 +10,11 @@ import gymnasium as gym
 from . import _spaces, _staging
 from ._base import (
     _NOT_RESET,
-    _RENDER_KEYS,
     SHARED_OPTIONS,
     WorldModelBase,
     _is_grad_enabled,
     _set_grad_enabled,
     _torch,
-    as_frame,
 )
 from .output import first_leaf
 from .route import StepPlan, as_core
@@ -366,18 +364,7 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         """The current frame: ``render_fn``'s, or the observation's
         ``image``/``pixels``/``rgb`` entry, or the observation, as NumPy
         (channels-first images as ``(H, W, 3)`` ``uint8``)."""
-        if self._render is not None:
-            with self._autograd_off:
-                frame = self._render(self._state, None if self._obs is _NOT_RESET else self._obs)
-            return self._to_numpy(frame, None)
-        if self._obs is _NOT_RESET:
-            return None
-        obs = self._obs
-        if isinstance(obs, dict):
-            for key in _RENDER_KEYS:
-                if key in obs:
-                    return as_frame(self._to_numpy(obs[key], None))
-        return as_frame(self._to_numpy(obs, None))
+        return self._frame(None if self._obs is _NOT_RESET else self._obs, 0)
 
     def close(self):
         """Calls the model's ``close()`` when it has one (once)."""

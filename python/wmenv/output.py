@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
 
@@ -282,7 +283,6 @@ def first_leaf(tree):
 def parse_reset(result, obs_spec, default_state, default_obs, matches_structure):
     """The ``(state, raw_obs, info)`` of a reset result, read by the same rules
     as the NumPy path's ``normalize_reset`` (leaves are not converted)."""
-    from ._core_py import OBSERVATION_KEYS
 
     state, info = default_state, None
     if isinstance(result, tuple):

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _backend
+from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
 
@@ -184,7 +185,7 @@ class RewardModel:
     def __call__(self, state, action):
         result = self.transition(state, action)
         next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
-        if isinstance(result, Mapping) and not any(k in result for k in ("observation", "obs", "image", "pixels")):
+        if isinstance(result, Mapping) and not any(k in result for k in OBSERVATION_KEYS):
             obs = next_state if obs is None else obs
         info = {} if info is None else dict(info)
         if reward is not None:

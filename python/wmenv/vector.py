@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces, _staging
-from ._base import WorldModelBase, _is_grad_enabled, _set_grad_enabled, as_frame
+from ._base import WorldModelBase, _is_grad_enabled, _set_grad_enabled
 from .autoreset import MODES, check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .chunks import repeat_frames
 from .groups import check_group_size, check_seeds, share_within_groups
@@ -35,9 +35,6 @@ def _check_discrete_range(low, n, space, action):
         raise ValueError(
             f"action {int(values.reshape(-1)[i])} of env {i} is outside {space!r} (valid: {low} to {low + n - 1})"
         )
-
-
-_RENDER_KEYS = ("image", "pixels", "rgb")
 
 
 def _check_num_envs(value):
@@ -676,16 +673,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
     def render(self):
         """Frames of all envs as one batched NumPy array (``render_fn``'s, or
         the observation's ``image``/``pixels``/``rgb`` entry, or the observation)."""
-        if self._render is not None:
-            with self._autograd_off:
-                frame = self._render(self._state, self._obs)
-            return self._to_numpy(frame, None)
-        obs = self._obs
-        if isinstance(obs, dict):
-            for key in _RENDER_KEYS:
-                if key in obs:
-                    return as_frame(self._to_numpy(obs[key], None), batch_dims=1)
-        return as_frame(self._to_numpy(obs, None), batch_dims=1)  # NumPy frames in both output modes
+        return self._frame(self._obs, 1)
 
     def close_extras(self, **kwargs):
         """Calls the model's ``close()`` when it has one (once)."""
