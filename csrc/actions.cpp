@@ -184,15 +184,11 @@ bool has_dims(py::detail::PyArray_Proxy* arr, PyObject* shape) {
 
 py::object tensor_action(py::handle action, const ActionSpec& spec) {
     Refs& r = refs();
-    // perf: the action itself, no detach(): reading its attributes needs no
-    // tensor op, and with grad=True its graph reaches the model. The integer
-    // checks read a detached alias.
-    py::object tensor = borrow(action);
-    py::object plain;
-    if (spec.integral) {
-        plain = call_method(action, r.s_detach);
-        check_integral_tensor(action, plain, spec);
-    }
+    // A tensor action is detached (a graph never reaches the model through
+    // it); perf: only one that carries a graph, since detach() is an op.
+    py::object tensor = truthy(getattr(action, r.s_requires_grad)) ? call_method(action, r.s_detach) : borrow(action);
+    py::object plain = tensor;
+    if (spec.integral) check_integral_tensor(action, plain, spec);
     long long numel = PyLong_AsLongLong(call_method(tensor, r.s_numel).ptr());
     if (numel == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (numel != spec.size) wrong_count(spec, getattr(tensor, r.s_shape));

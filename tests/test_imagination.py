@@ -103,3 +103,22 @@ def test_policy_rollout_arguments_are_checked(backend):
         env.rollout(policy_net(), torch.zeros(N, 3))
     with pytest.raises(TypeError, match=r"horizon= is for a policy rollout"):
         env.rollout(np.zeros((2, N, 2), np.float32), torch.zeros(N, 3), horizon=2)
+
+
+@pytest.mark.parametrize("output", ["numpy", "torch"])
+def test_a_tensor_action_reaches_the_model_detached_without_grad(backend, output):
+    seen = []
+
+    def step(model, state, action):
+        seen.append(action)
+        return state + action.sum(), state + action.sum(), 0.0
+
+    env = WorldModelEnv(
+        None, gym.spaces.Box(-9, 9, (2,), np.float32), ACT, transition_fn=step, backend=backend, output=output,
+        initial_state=torch.zeros(2),
+    )  # fmt: skip
+    env.reset(seed=0)
+    action = torch.full((2,), 0.5, requires_grad=True)
+    env.step(action)
+    assert isinstance(seen[0], torch.Tensor) and not seen[0].requires_grad
+    assert torch.equal(seen[0], action.detach())

@@ -329,6 +329,21 @@ class WorldModelBase:
                     return as_frame(self._to_numpy(obs[key], None), batch_dims=batch_dims)
         return as_frame(self._to_numpy(obs, None), batch_dims=batch_dims)
 
+    def _action_for_model(self, action, spec):
+        """``convert_action``'s result; with ``output="torch"`` and
+        ``grad=True``, a tensor action that requires grad comes through with
+        its graph instead (reshaped and cast as the conversion would), so an
+        actor's loss reaches its parameters through the model."""
+        converted = self._convert_action(action, spec)
+        if not (self._keep_graph and converted is not action and isinstance(action, _torch.Tensor)):
+            return converted
+        if not action.requires_grad or not isinstance(converted, _torch.Tensor):
+            return converted
+        kept = action if action.shape == converted.shape else action.reshape(converted.shape)
+        if kept.dtype != converted.dtype or kept.device != converted.device:
+            kept = kept.to(device=converted.device, dtype=converted.dtype)
+        return kept
+
     def _with_grad_off(self, fn, *args):
         """``fn(*args)`` under the env's autograd rule (no autograd unless ``grad=True``)."""
         with self._autograd_off:
@@ -459,6 +474,8 @@ class WorldModelBase:
         if self.output == "torch":
             known = self.device is not None or isinstance(world_model, _torch.nn.Module)
             self._torch_out = TorchOutput(_model_device(world_model, self.device) if known else None, self.grad)
+        # output="torch" with grad=True: a tensor action's graph reaches the model (differentiable imagination)
+        self._keep_graph = self._torch_out is not None and self.grad
         # Actions reach an accelerator through pinned memory and a non-blocking copy.
         self._action_device = _torch.device(self.device) if self._on_device and self.torch_actions else None
 

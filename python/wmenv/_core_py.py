@@ -925,12 +925,11 @@ def convert_action(action, spec):
         raise TypeError("action spec must be a 10-tuple or None")
     shape, size, dtype, low, n, space_repr, torch_dtype, device, to_torch, integral = spec
     if type(action) is not _NDArray and _Tensor is not None and isinstance(action, _Tensor):
-        # perf: the action itself, no detach(): reading its attributes needs no
-        # tensor op, and with grad=True its graph reaches the model (the
-        # integer checks read a detached alias)
-        tensor = action
+        # a tensor action is detached (a graph never reaches the model through
+        # it); perf: only one that carries a graph, since detach() is an op
+        tensor = action.detach() if action.requires_grad else action
+        plain = tensor
         if integral:
-            plain = action.detach()
             _check_integral_tensor(action, plain, space_repr)
         if tensor.numel() != size:
             raise _action_error(size, space_repr, tensor.shape)

@@ -285,7 +285,7 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             return obs, reward, terminated, truncated, info
         with self._autograd_off:
             if self._transform is None:
-                model_action = self._convert_action(action, self._action_spec)
+                model_action = self._action_for_model(action, self._action_spec)
                 if self._batch_of_one:
                     model_action = _spaces.add_batch_of_one(model_action)
                 if self._action_device is not None:

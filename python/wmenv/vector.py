@@ -407,7 +407,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         """The actions as the model receives them (converted, checked, on its device)."""
         if self._transform is not None:
             return self._transform(actions)
-        model_action = self._convert_action(actions, self._action_spec)
+        model_action = self._action_for_model(actions, self._action_spec)
         if self._discrete is not None:
             self._check_discrete(model_action)
         if self._action_device is not None:
