@@ -123,15 +123,18 @@ class TorchRLEnv(EnvBase):
         )
         return cls(env)
 
+    def _here(self, t):
+        """``t`` on the env's device (perf: ``to()`` is an op even where it changes nothing)."""
+        return t if t.device == self.device else t.to(self.device)
+
     def _observation(self, obs) -> dict:
         if self._dict_obs:
-            return {k: v.to(self.device) for k, v in obs.items()}
-        return {"observation": obs.to(self.device)}
+            return {k: self._here(v) for k, v in obs.items()}
+        return {"observation": self._here(obs)}
 
     def _flags(self, terminated, truncated) -> dict:
-        n = self.env.num_envs
-        terminated = terminated.to(self.device).reshape(n, 1)
-        truncated = truncated.to(self.device).reshape(n, 1)
+        terminated = self._here(terminated).unsqueeze(-1)
+        truncated = self._here(truncated).unsqueeze(-1)
         return {"done": terminated | truncated, "terminated": terminated, "truncated": truncated}
 
     def _reset(self, tensordict: Optional[TensorDictBase] = None, **kwargs) -> TensorDictBase:
@@ -157,7 +160,7 @@ class TorchRLEnv(EnvBase):
         obs, reward, terminated, truncated, _ = self.env.step(action)
         out = {
             **self._observation(obs),
-            "reward": reward.to(self.device, torch.float32).reshape(self.env.num_envs, 1),
+            "reward": self._here(reward).unsqueeze(-1),  # (num_envs,) float32 from the vector env
             **self._flags(terminated, truncated),
         }
         return TensorDict(out, batch_size=self.batch_size)
