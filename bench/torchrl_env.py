@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 
-import gymnasium as gym
-import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 from tensordict import TensorDict
@@ -40,24 +37,10 @@ from torchrl.envs.libs.gym import GymWrapper
 from torchrl.envs.model_based import ModelBasedEnvBase
 from torchrl.modules import WorldModelWrapper
 
+# bench/vector.py's model, spaces and timer (importing it sets one torch thread, as here)
+from vector import ACT, ACT_DIM, MLP, OBS, OBS_DIM, timed
 from wmenv import WorldModelVectorEnv
 from wmenv.torchrl import TorchRLEnv
-
-torch.set_num_threads(1)
-OBS_DIM, ACT_DIM = 8, 2
-OBS = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-ACT = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
-
-
-class MLP(nn.Module):
-    def __init__(self, hidden=128):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(OBS_DIM + ACT_DIM, hidden), nn.ReLU(), nn.Linear(hidden, OBS_DIM + 2))
-
-    def forward(self, state, action):
-        out = self.net(torch.cat([state, action], dim=-1))
-        return out[..., :OBS_DIM], out[..., :OBS_DIM], out[..., OBS_DIM]
 
 
 class Obs(nn.Module):  # TorchRL's world model wants the observation and the reward as two modules
@@ -114,14 +97,6 @@ def raw_loop(model, n):
             state, _, _ = model(state, action)
 
     return step
-
-
-def timed(step, steps):
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
 
 
 def main(argv=None):

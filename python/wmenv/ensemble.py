@@ -300,28 +300,13 @@ class EnsembleStep:
         if std is not None:
             std_t = _map(std, lambda x, p: _tensor(x), "std")
             mu = _map(obs, lambda x, p: _tensor(x), "observation")
-            for s_leaf, o_leaf in zip(_flat_leaves(std_t), _flat_leaves(mu)):
-                if s_leaf.shape != o_leaf.shape:
-                    raise ValueError(
-                        f"std must have the observation's shape {tuple(o_leaf.shape)}, got {tuple(s_leaf.shape)}"
-                    )
-                if not from_log_var and bool((s_leaf < 0).any()):  # perf: exp() is never negative
-                    raise ValueError("std must be non-negative; a log_var head gives std = exp(log_var / 2)")
+            _check_std(std_t, mu, signs=not from_log_var)  # perf: exp() is never negative
             new_obs = _map_pair(mu, std_t, self._sample)
         new_state = next_state if has_state and next_state is not obs else new_obs
         if terminated is not None and self.threshold is not None:
             terminated = _tensor(terminated).float() >= self.threshold
         info = {} if info is None else dict(info)
-        members = chosen.detach().cpu().numpy().astype(np.int64).reshape(n)
-        info["member"] = members if vector else int(members[0])
-        out = {"state": new_state, "observation": new_obs, "info": info}
-        if reward is not None:
-            out["reward"] = reward
-        if terminated is not None:
-            out["terminated"] = terminated
-        if truncated is not None and truncated is not False:
-            out["truncated"] = truncated
-        return out
+        return _reduced(new_state, new_obs, info, chosen, n, vector, reward, terminated, truncated)
 
     def __call__(self, state, action):
         if self.member_index is not None:
@@ -354,13 +339,7 @@ class EnsembleStep:
         std_m = None
         if std is not None:
             std_m = _map(std, members_axis, "std")
-            for s_leaf, o_leaf in zip(_flat_leaves(std_m), _flat_leaves(obs_m)):
-                if s_leaf.shape != o_leaf.shape:
-                    raise ValueError(
-                        f"std must have the observation's shape {tuple(o_leaf.shape)}, got {tuple(s_leaf.shape)}"
-                    )
-                if bool((s_leaf < 0).any()):
-                    raise ValueError("std must be non-negative; a log_var head gives std = exp(log_var / 2)")
+            _check_std(std_m, obs_m, signs=True)
         chosen = self._members(n)
         if chosen is not None:
             chosen = chosen.to(_flat_leaves(obs_m)[0].device)
@@ -407,18 +386,7 @@ class EnsembleStep:
                 )
             values = u.detach().cpu().numpy().astype(np.float32)
             info["uncertainty"] = values if vector else float(values.reshape(-1)[0])
-        members = (
-            np.full(n, -1, np.int64) if chosen is None else chosen.detach().cpu().numpy().astype(np.int64).reshape(n)
-        )
-        info["member"] = members if vector else int(members[0])
-        out = {"state": new_state, "observation": new_obs, "info": info}
-        if new_reward is not None:
-            out["reward"] = new_reward
-        if new_term is not None:
-            out["terminated"] = new_term
-        if truncated is not None and truncated is not False:
-            out["truncated"] = truncated
-        return out
+        return _reduced(new_state, new_obs, info, chosen, n, vector, new_reward, new_term, truncated)
 
     @staticmethod
     def _pick_flag_or_reward(x, pick):
@@ -456,6 +424,29 @@ class EnsembleStep:
 
     def restore(self, episode) -> None:
         self.episode = None if episode is None else episode.clone()
+
+
+def _check_std(std, obs, signs: bool) -> None:
+    """A std head has the observation's shapes (leaf by leaf) and, where ``signs``, no negative entry."""
+    for s_leaf, o_leaf in zip(_flat_leaves(std), _flat_leaves(obs)):
+        if s_leaf.shape != o_leaf.shape:
+            raise ValueError(f"std must have the observation's shape {tuple(o_leaf.shape)}, got {tuple(s_leaf.shape)}")
+        if signs and bool((s_leaf < 0).any()):
+            raise ValueError("std must be non-negative; a log_var head gives std = exp(log_var / 2)")
+
+
+def _reduced(state, obs, info, chosen, n, vector, reward, terminated, truncated) -> dict:
+    """The one prediction per env as a mapping result, ``info["member"]`` the chosen members (-1: the mean)."""
+    members = np.full(n, -1, np.int64) if chosen is None else chosen.detach().cpu().numpy().astype(np.int64).reshape(n)
+    info["member"] = members if vector else int(members[0])
+    out = {"state": state, "observation": obs, "info": info}
+    if reward is not None:
+        out["reward"] = reward
+    if terminated is not None:
+        out["terminated"] = terminated
+    if truncated is not None and truncated is not False:
+        out["truncated"] = truncated
+    return out
 
 
 def _map_pair(a, b, fn):
