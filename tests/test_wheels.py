@@ -55,7 +55,7 @@ def test_platform_wheel_has_the_extension(tmp_path):
     assert not wheel.name.endswith("-none-any.whl"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("wmenv/_core") and n.endswith((".so", ".pyd")) for n in names), names
-    assert {"wmenv/_core.pyi", "wmenv/py.typed", "wmenv/_core_py.py"} <= set(names)
+    assert {"wmenv/_core.pyi", "wmenv/py.typed", "wmenv/_core_py/__init__.py"} <= set(names)
     install_and_smoke(tmp_path, wheel, "native")
 
 
