@@ -12,7 +12,7 @@ struct ActionSpec {
     PyObject* low;   // Python ints: the range check is exact at any magnitude
     PyObject* high;  // low + n, owned by the caller's holder
     bool discrete;
-    bool multi;     // MultiDiscrete/MultiBinary: low and n are arrays, one range per entry
+    bool multi;  // MultiDiscrete/MultiBinary: low and n are arrays, one range per entry
     PyObject* n;
     PyObject* space_repr;
     PyObject* torch_dtype;
@@ -143,8 +143,8 @@ void check_multi(const ActionSpec& spec, py::handle values) {
     auto number = [&index](py::handle array) {
         return std::string(py::str(steal(PyNumber_Long(steal(PyObject_GetItem(array.ptr(), index.ptr())).ptr()))));
     };
-    py::object last = steal(PyNumber_Subtract(steal(PyObject_GetItem(highs.ptr(), index.ptr())).ptr(),
-                                              py::int_(1).ptr()));
+    py::object last =
+        steal(PyNumber_Subtract(steal(PyObject_GetItem(highs.ptr(), index.ptr())).ptr(), py::int_(1).ptr()));
     throw py::value_error("action " + std::string(py::str(call_method(values, py::str("tolist").ptr()))) +
                           " is outside " + std::string(py::str(spec.space_repr)) + ": entry " +
                           std::string(py::str(steal(PyNumber_Long(index.ptr())))) + " is " + number(flat) +

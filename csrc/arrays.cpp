@@ -20,8 +20,8 @@ py::object view_owned_by(py::object arr, py::object owner) {
     }
     auto& api = py::detail::npy_api::get();
     Py_INCREF(a->descr);  // PyArray_NewFromDescr steals the descriptor
-    PyObject* view = api.PyArray_NewFromDescr_(api.PyArray_Type_, a->descr, a->nd, a->dimensions, a->strides,
-                                               a->data, a->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr);
+    PyObject* view = api.PyArray_NewFromDescr_(api.PyArray_Type_, a->descr, a->nd, a->dimensions, a->strides, a->data,
+                                               a->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr);
     if (view == nullptr) throw py::error_already_set();
     py::object out = py::reinterpret_steal<py::object>(view);
     if (api.PyArray_SetBaseObject_(view, owner.release().ptr()) != 0) throw py::error_already_set();
@@ -137,10 +137,9 @@ py::object leaf_to_numpy(py::handle x, bool protect) {
 py::object new_vector(PyObject* descr, Py_ssize_t n) {
     auto& api = py::detail::npy_api::get();
     Py_INCREF(descr);  // PyArray_NewFromDescr steals the descriptor
-    return steal(api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, 1, &n, nullptr, nullptr,
-                                           py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
-                                               py::detail::npy_api::NPY_ARRAY_WRITEABLE_,
-                                           nullptr));
+    return steal(api.PyArray_NewFromDescr_(
+        api.PyArray_Type_, descr, 1, &n, nullptr, nullptr,
+        py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr));
 }
 
 namespace {

@@ -273,7 +273,8 @@ void set_torch(py::handle module) {
     if (!module.is_none()) {
         const py::str c_name("_C"), to_dlpack_name("_to_dlpack");
         py::object c_module = optional_attr(module, c_name.ptr());
-        py::object to_dlpack = c_module.is_none() ? py::object(py::none()) : optional_attr(c_module, to_dlpack_name.ptr());
+        py::object to_dlpack =
+            c_module.is_none() ? py::object(py::none()) : optional_attr(c_module, to_dlpack_name.ptr());
         if (PyCallable_Check(to_dlpack.ptr())) r.to_dlpack = to_dlpack.release().ptr();
     }
     register_grad_mode(r, module);
@@ -320,9 +321,7 @@ bool truthy(py::handle x) {
 
 py::object getattr(py::handle x, PyObject* name) { return steal(PyObject_GetAttr(x.ptr(), name)); }
 
-py::object call_method(py::handle x, PyObject* name) {
-    return steal(PyObject_CallMethodNoArgs(x.ptr(), name));
-}
+py::object call_method(py::handle x, PyObject* name) { return steal(PyObject_CallMethodNoArgs(x.ptr(), name)); }
 
 py::object call_method(py::handle x, PyObject* name, py::handle arg) {
     return steal(PyObject_CallMethodOneArg(x.ptr(), name, arg.ptr()));

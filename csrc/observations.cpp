@@ -32,7 +32,6 @@ PyObject* pair_item(PyObject* pair, Py_ssize_t i) {
     return PyTuple_CheckExact(pair) ? PyTuple_GET_ITEM(pair, i) : PyList_GET_ITEM(pair, i);
 }
 
-
 py::object to_numpy_tree(py::handle x, int depth, bool protect) {
     if (x.is_none()) return py::none();
     if (depth > kMaxDepth) too_deep();
@@ -167,8 +166,7 @@ std::string batch_hint(py::handle array, py::handle expected) {
     return ": a leading batch of one; pass batched_model=True when the model always works on batches";
 }
 
-py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, bool protect,
-                   py::handle cast_hook) {
+py::object conform(py::handle obs, py::handle spec, const Path& path, int depth, bool protect, py::handle cast_hook) {
     if (obs.is_none()) return py::none();
     if (spec.is_none()) return to_numpy_tree(obs, depth, protect);
     if (depth > kMaxDepth) too_deep();
@@ -231,8 +229,8 @@ py::object conform(py::handle obs, py::handle spec, const Path& path, int depth,
         Path child;
         child.parent = &path;
         child.index = i;
-        py::object converted = conform(PyTuple_GET_ITEM(items.ptr(), i), PyTuple_GET_ITEM(subs, i), child, depth + 1,
-                                       protect, cast_hook);
+        py::object converted =
+            conform(PyTuple_GET_ITEM(items.ptr(), i), PyTuple_GET_ITEM(subs, i), child, depth + 1, protect, cast_hook);
         PyTuple_SET_ITEM(out.ptr(), i, converted.release().ptr());
     }
     return out;

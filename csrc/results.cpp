@@ -151,8 +151,8 @@ py::tuple parse_step(py::handle result, py::handle state) {
 }
 
 py::tuple normalize_step(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
-                         py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps,
-                         bool info_model_state, bool protect, py::handle cast_hook) {
+                         py::handle reward_fn, py::handle terminal_fn, py::handle elapsed_steps, bool info_model_state,
+                         bool protect, py::handle cast_hook) {
     Refs& r = refs();
     RawStep raw = parse_step_raw(result, state);
     py::object &next_state = raw.next_state, &obs = raw.obs, &reward = raw.reward, &terminated = raw.terminated,
@@ -200,7 +200,7 @@ void set_grad(PyObject* grad, bool enabled) {
 // Checks grad_switch and turns autograd off when it is on; whether to turn it back on.
 bool grad_off(PyObject* grad) {
     if (grad == Py_None) return false;
-    if (!PyTuple_CheckExact(grad) || PyTuple_GET_SIZE(grad) != 2) {
+    if (!PyTuple_Check(grad) || PyTuple_GET_SIZE(grad) != 2) {
         throw py::type_error("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair");
     }
     if (native_switch(grad)) {
@@ -233,7 +233,7 @@ py::tuple grad_guarded(PyObject* grad, Body&& body) {
 
 py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::handle elapsed_steps) {
     PyObject* p = plan.ptr();
-    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 10) throw py::type_error("step plan must be a 10-tuple");
+    if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != 10) throw py::type_error("step plan must be a 10-tuple");
     auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
     py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
     py::handle info_model_state = at(5), cast_hook = at(7), limit = at(9);
@@ -268,7 +268,7 @@ py::tuple run_step(py::handle plan, py::handle state, py::handle action, py::han
 
 py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, py::handle elapsed) {
     PyObject* p = plan.ptr();
-    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 11) throw py::type_error("batch step plan must be an 11-tuple");
+    if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != 11) throw py::type_error("batch step plan must be an 11-tuple");
     auto at = [p](Py_ssize_t i) { return py::handle(PyTuple_GET_ITEM(p, i)); };
     py::handle transition = at(0), action_spec = at(1), obs_spec = at(2), reward_fn = at(3), terminal_fn = at(4);
     py::handle cast_hook = at(7), limit = at(9), check = at(10);
@@ -292,8 +292,8 @@ py::tuple run_step_batch(py::handle plan, py::handle state, py::handle action, p
 }
 
 py::tuple normalize_step_batch(py::handle result, py::handle state, py::handle action, py::handle obs_spec,
-                               py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs,
-                               bool protect, py::handle cast_hook) {
+                               py::handle reward_fn, py::handle terminal_fn, Py_ssize_t num_envs, bool protect,
+                               py::handle cast_hook) {
     static PyObject* float32 = py::dtype("float32").release().ptr();
     static PyObject* boolean = py::dtype("bool").release().ptr();
     RawStep raw = parse_step_raw(result, state);
@@ -345,7 +345,8 @@ py::tuple normalize_reset(py::handle result, py::handle obs_spec, py::handle def
             info = borrow(PyTuple_GET_ITEM(p, 2));
         } else if (n == 0) {
             throw py::value_error(
-                "a reset returned an empty tuple; expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping");
+                "a reset returned an empty tuple; expected obs, (obs, info), (state, obs), (state, obs, info) or a "
+                "mapping");
         } else {
             obs = borrow(PyTuple_GET_ITEM(p, 0));
         }

@@ -37,10 +37,10 @@ py::object one_element(py::handle x, const std::string& name) {
     if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
     if (n != 1) not_one_element(name, getattr(array, r.s_shape));
     py::object value = call_method(array, r.s_item);
-    const char kind = py::detail::array_descriptor_proxy(
-                          is_ndarray(array) ? py::detail::array_proxy(array.ptr())->descr
-                                            : getattr(array, py::str("dtype").ptr()).ptr())
-                          ->kind;
+    const char kind =
+        py::detail::array_descriptor_proxy(is_ndarray(array) ? py::detail::array_proxy(array.ptr())->descr
+                                                             : getattr(array, py::str("dtype").ptr()).ptr())
+            ->kind;
     if (kind == 'U' || kind == 'S' || kind == 'V' || PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr())) {
         throw py::value_error(name + " must be a number or a one-element array of numbers, got " +
                               std::string(py::repr(x)));
@@ -119,8 +119,9 @@ py::object as_flag(py::handle x, const std::string& name) {
 py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype_like, const std::string& name) {
     Refs& r = refs();
     // np.dtype(dtype_like) first, as the twin: anything else is NumPy's error.
-    const py::object dtype = py::isinstance<py::dtype>(dtype_like) ? borrow(dtype_like)
-                                                                   : py::object(py::dtype::from_args(borrow(dtype_like)));
+    const py::object dtype = py::isinstance<py::dtype>(dtype_like)
+                                 ? borrow(dtype_like)
+                                 : py::object(py::dtype::from_args(borrow(dtype_like)));
     const std::string count = std::to_string(num_envs);
     if (x.is_none()) throw py::type_error(name + " must be an array of " + count + " values, got None");
     py::object array;
@@ -160,7 +161,7 @@ py::object as_batch(py::handle x, Py_ssize_t num_envs, py::handle dtype_like, co
     // arr.reshape(num_envs).astype(dtype): one new C-contiguous array, cast on the way.
     if (a->nd != 1) array = call_method(array, r.s_reshape, py::int_(num_envs));
     auto& api = py::detail::npy_api::get();
-    Py_INCREF(dtype.ptr());  // PyArray_FromAny steals the descriptor
+    Py_INCREF(dtype.ptr());              // PyArray_FromAny steals the descriptor
     constexpr int kEnsureCopy = 0x0020;  // NPY_ARRAY_ENSURECOPY (NumPy's public ABI; pybind11 names no constant)
     using api_t = py::detail::npy_api;
     const int flags = kEnsureCopy | api_t::NPY_ARRAY_C_CONTIGUOUS_ | api_t::NPY_ARRAY_ALIGNED_ |
@@ -173,8 +174,8 @@ namespace {
 void check_counter(py::handle x, const char* name, char code, const char* kind, Py_ssize_t n) {
     bool ok = is_exact_ndarray(x) && py::detail::array_proxy(x.ptr())->nd == 1;
     if (ok) {
-        auto dtype = py::reinterpret_borrow<py::dtype>(
-            reinterpret_cast<PyObject*>(py::detail::array_proxy(x.ptr())->descr));
+        auto dtype =
+            py::reinterpret_borrow<py::dtype>(reinterpret_cast<PyObject*>(py::detail::array_proxy(x.ptr())->descr));
         ok = dtype.kind() == code && dtype.itemsize() == (code == 'b' ? 1 : 8) && dtype.byteorder() != '>';
     }
     if (!ok) {

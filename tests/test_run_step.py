@@ -419,3 +419,33 @@ def test_native_grad_mode_is_found_and_follows_registration(native_core):
     from test_safety import isolated
 
     isolated(_native_grad_mode_follows_registration)
+
+
+class _Reordered(tuple):
+    """A tuple subclass whose indexing lies: both cores read its own slots."""
+
+    def __getitem__(self, i):
+        raise AssertionError("the core must read the tuple's own slots")
+
+    def __iter__(self):
+        raise AssertionError("the core must read the tuple's own slots")
+
+
+def test_run_step_takes_named_tuple_plans_and_tuple_subclasses(core):
+    from wmenv.route import BatchPlan, StepPlan
+
+    out = core.run_step(StepPlan(*plan(step_result, limit=1)), torch.zeros(2), np.ones(1, np.float32), 1)
+    assert out[1].tolist() == [1.0, 1.0] and out[4] is True
+    # a subclass is read through its own slots, as the compiled core reads any tuple
+    out = core.run_step(_Reordered(plan(step_result, grad=_Reordered(GRAD))), torch.zeros(2), np.ones(1), 1)
+    assert out[2] == 2.0 and torch.is_grad_enabled()
+    batch = BatchPlan(
+        lambda s, a: (s + a, s + a, (s + a).sum(1)),
+        _spaces.action_spec(gym.spaces.Box(-1, 1, (3, 1), np.float32), torch, None, True),
+        _spaces.observation_spec(gym.spaces.Box(-9, 9, (3, 1), np.float32)),
+        None, None, 3, False, None, GRAD, None, None,
+    )  # fmt: skip
+    out = core.run_step_batch(batch, torch.zeros(3, 1), np.ones((3, 1), np.float32), np.zeros(3, np.int64))
+    assert out[2].tolist() == [1.0] * 3 and out[6].tolist() == [1] * 3
+    with pytest.raises(TypeError, match="step plan must be a 10-tuple"):
+        core.run_step(StepPlan(*plan(step_result))[:9], torch.zeros(2), np.ones(1), 1)

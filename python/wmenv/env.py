@@ -17,7 +17,7 @@ from ._base import (
     _torch,
 )
 from .output import first_leaf
-from .route import StepPlan, as_core
+from .route import StepPlan
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -200,19 +200,17 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         ):
             return
         grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
-        self._plan = as_core(
-            StepPlan(
-                transition=self._transition,
-                action_spec=self._action_spec,
-                obs_spec=self._model_obs_spec,
-                reward_fn=self._reward,
-                terminal_fn=self._terminal,
-                info_model_state=self.info_model_state,
-                protect=True,  # observations handed out never change later
-                cast_hook=self._cast_hook,
-                grad_switch=grad_switch,
-                max_episode_steps=self._step_limit,
-            )
+        self._plan = StepPlan(
+            transition=self._transition,
+            action_spec=self._action_spec,
+            obs_spec=self._model_obs_spec,
+            reward_fn=self._reward,
+            terminal_fn=self._terminal,
+            info_model_state=self.info_model_state,
+            protect=True,  # observations handed out never change later
+            cast_hook=self._cast_hook,
+            grad_switch=grad_switch,
+            max_episode_steps=self._step_limit,
         )
 
     def _seed(self, seed):

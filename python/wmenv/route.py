@@ -3,16 +3,16 @@
 Both envs compile, when they are built (and again when an option or the
 state's device changes), a plan of everything their step needs that does not
 change from step to step, so that the step is one core call (``run_step``,
-``run_step_batch``) that re-decides nothing. The core reads a plan as a plain
-tuple by position; these ``NamedTuple``s give its slots names where the plans
-are built and changed (``plan._replace(protect=False)``), and ``as_core``
-hands over the tuple itself.
+``run_step_batch``) that re-decides nothing. Both cores read a plan as a
+tuple by position (a tuple subclass's own slots); these ``NamedTuple``s give
+the slots names where the plans are built and changed
+(``plan._replace(protect=False)``), and are handed to the core as they are.
 
 Example:
     >>> plan = BatchPlan(None, None, None, None, None, 4, True, None, None, 200, None)
     >>> plan._replace(protect=False, max_episode_steps=None).max_episode_steps is None
     True
-    >>> type(as_core(plan)) is tuple and len(as_core(plan))
+    >>> isinstance(plan, tuple) and len(plan)
     11
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-__all__ = ["BatchPlan", "StepPlan", "as_core"]
+__all__ = ["BatchPlan", "StepPlan"]
 
 
 class StepPlan(NamedTuple):
@@ -52,8 +52,3 @@ class BatchPlan(NamedTuple):
     grad_switch: Any
     max_episode_steps: Optional[int]
     action_check: Any  # called on the converted actions (a Discrete space's range), or None
-
-
-def as_core(plan):
-    """The plain tuple the core reads (it checks for exactly a tuple, for speed)."""
-    return None if plan is None else tuple(plan)

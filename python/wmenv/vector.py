@@ -19,7 +19,7 @@ from .groups import check_group_size, check_seeds, share_within_groups
 from .imagination import imagine
 from .output import first_leaf
 from .planning import ObservationRows, Rollout, check_discount, discounted_returns
-from .route import BatchPlan, as_core
+from .route import BatchPlan
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
@@ -215,7 +215,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
             if self._discrete is None
             else functools.partial(_check_discrete_range, *self._discrete, space),
         )
-        self._plan = as_core(self._batch_plan)
+        self._plan = self._batch_plan
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
@@ -448,7 +448,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
             return lambda state, actions: self._advance(state, actions, False)[:4]
         # no ownership check (rows copy each step), no autograd switch (the
         # rollout holds it around its loop), no time limit
-        plan = as_core(self._batch_plan._replace(protect=False, grad_switch=None, max_episode_steps=None))
+        plan = self._batch_plan._replace(protect=False, grad_switch=None, max_episode_steps=None)
         counters = np.zeros(self.num_envs, np.int64)
         run = self._run_step_batch
         return lambda state, actions: run(plan, state, actions, counters)[:4]

@@ -125,12 +125,24 @@ def normalize_step(
     return next_state, obs, reward, terminated, truncated, info
 
 
+def _items(x, n):
+    """The ``n`` items of a tuple or of a tuple subclass (a ``NamedTuple``
+    plan), read as the compiled core reads them (the tuple's own slots, not
+    an overridden ``__getitem__``); ``None`` for anything else."""
+    if type(x) is tuple:  # perf: an exact tuple is its own items
+        return x if len(x) == n else None
+    if isinstance(x, tuple) and tuple.__len__(x) == n:
+        return tuple.__getitem__(x, slice(None))
+    return None
+
+
 def _grad_off(grad):
     """Checks ``grad_switch`` and turns autograd off when it is on; returns
     whether to turn it back on."""
     if grad is None:
         return False
-    if type(grad) is not tuple or len(grad) != 2:
+    grad = _items(grad, 2)
+    if grad is None:
         raise TypeError("grad_switch must be None or an (is_grad_enabled, set_grad_enabled) pair")
     restore = bool(grad[0]())
     if restore:
@@ -152,7 +164,8 @@ def run_step(plan, state, action, elapsed_steps):
     number that ``elapsed_steps`` reaching sets ``truncated``.
     Returns :func:`normalize_step`'s tuple.
     """
-    if type(plan) is not tuple or len(plan) != 10:
+    plan = _items(plan, 10)
+    if plan is None:
         raise TypeError("step plan must be a 10-tuple")
     transition, action_spec, obs_spec, reward_fn, terminal_fn, info_model_state, protect, cast_hook, grad, limit = plan
     restore = _grad_off(grad)
@@ -176,7 +189,7 @@ def run_step(plan, state, action, elapsed_steps):
             out = secure_observation(out, 1)
     finally:
         if restore:
-            grad[1](True)
+            tuple.__getitem__(grad, 1)(True)
     if limit is not None and elapsed_steps >= limit:
         out = out[:4] + (True,) + out[5:]
     return out
@@ -193,7 +206,8 @@ def run_step_batch(plan, state, action, elapsed):
     up to the end of the normalization). Returns
     ``(next_state, obs, reward, terminated, truncated, info, elapsed, ended)``.
     """
-    if type(plan) is not tuple or len(plan) != 11:
+    plan = _items(plan, 11)
+    if plan is None:
         raise TypeError("batch step plan must be an 11-tuple")
     transition, action_spec, obs_spec, reward_fn, terminal_fn, num_envs, protect, cast_hook, grad, limit, check = plan
     if type(num_envs) is not int:
@@ -212,7 +226,7 @@ def run_step_batch(plan, state, action, elapsed):
             out = secure_observation(out, 1)
     finally:
         if restore:
-            grad[1](True)
+            tuple.__getitem__(grad, 1)(True)
     return out + count_steps(elapsed, out[3], out[4], limit)
 
 
