@@ -408,7 +408,7 @@ def test_vector_render_gives_numpy_frames_in_torch_mode(backend):
 def test_same_step_final_obs_of_list_observations(backend):
     from gymnasium.vector import AutoresetMode
 
-    from wmenv.vector import _env_slice
+    from wmenv.autoreset import env_slice as _env_slice
 
     assert _env_slice([np.arange(4).reshape(2, 2), np.zeros((2, 1))], 1)[0].tolist() == [2, 3]
     env = WorldModelVectorEnv(

@@ -20,7 +20,7 @@ from .chunks import ChunkStep, calls_for, check_chunk, chunk_space, repeat_frame
 from .diagnostics import Notes
 from .ensemble import EnsembleOptions, EnsembleStep, StackedEnsemble, member_index_holder
 from .groups import to_device
-from .output import TorchOutput, check_output, first_leaf, parse_reset
+from .output import TorchOutput, TorchResults, check_output, results_for
 from .planning import Snapshot, StartData, deep_copy
 from .progress import Progress, check_progress
 from .transitions import GlobalRNG, RewardModel, TerminationThreshold, check_success_threshold, check_threshold
@@ -193,7 +193,11 @@ class WorldModelBase:
         "_plan",
         "_batch_plan",
         "_autograd_off",
+        "_torch_results",
+        "_results",
+        "_route",
     )
+    _discrete = None  # a vector env's Discrete action range, checked per env
 
     def _compile(self):
         """Inspects adapters and precompiles spaces: everything a step must not redo."""
@@ -210,6 +214,8 @@ class WorldModelBase:
         self._run_step_batch = core.run_step_batch
         self._secure = core.secure_observation
         self._to_numpy = core.conform_observation
+        self._torch_results = None if self._torch_out is None else TorchResults(self._torch_out)
+        self._results = results_for(self)
         self._compile_specs()
         gen = self._generator
         member_index = member_index_holder(wm, self.transition_fn, self._ensemble_options, self._snapshot_envs(), gen)
@@ -608,22 +614,29 @@ class WorldModelBase:
         if callable(close):
             close()
 
-    def _staged(self, result, action):
-        """The result with its observation, reward and flags in host memory."""
-        return self._staged_from(self._state, result, action)
-
     def _staged_from(self, state, result, action):
         return _staging.staged_result(
             self._parse_step, result, state, action, self._reward, self._terminal, self._stager
         )
 
     def _note_state_device(self, state):
+        """Results come through host staging once the state is on a device."""
         self._stage = self._on_device or _staging.contains_device_tensor(state)
 
-    def _sample_observation(self):
-        """A sample of the observation space, for results that carry no observation."""
-        obs = self.observation_space.sample()
-        return obs if self._torch_out is None else self._torch_out.observation(obs, self._obs_spec)
+    @property
+    def _stage(self) -> bool:
+        """Whether results reach the host through staging (the model runs on a device)."""
+        return self._staging
+
+    @_stage.setter
+    def _stage(self, value) -> None:
+        value = bool(value)
+        if value == self.__dict__.get("_staging"):
+            return
+        self._staging = value
+        if "_results" in self.__dict__:  # compiled already: the result kind and the route follow
+            self._results = results_for(self)
+            self._build_plan()
 
     def _start_result(self):
         """A reset result drawn from ``start_data`` (nothing else keeps its parts)."""
@@ -647,25 +660,13 @@ class WorldModelBase:
             result = self._reset_call(seed, options)
             if not self._notes.checked_keys["reset"]:
                 self._notes.check_keys("reset", result)
-        if self._torch_out is not None:
-            out = parse_reset(result, self._model_obs_spec, self.initial_state, self.initial_observation, self._matches)
-            if self._torch_out.device is None:  # beside the model's state, wherever that is
-                leaf = first_leaf(out[0])
-                self._torch_out.device = None if leaf is None else leaf.device
-            out = (out[0], self._torch_out.observation(out[1], self._model_obs_spec, protect=True), out[2])
-            del result
-            out = self._torch_out.secure(out, 1)
-        else:
-            out = self._normalize_reset(
-                result, self._model_obs_spec, self.initial_state, self.initial_observation, True, self._cast_hook
-            )
-            del result  # what still shares the observation's memory now is the model's, or the state
-            out = self._secure(out, 1)
-        state, obs, info = out
+        held = [result]
+        del result  # the result kind holds the only reference (what else shares the observation is copied)
+        state, obs, info = self._results.reset(self, held)
         if self._batch_of_one and obs is not None:
             obs = _spaces.first_of_batch(obs)
         if obs is None:
-            obs = self._sample_observation()
+            obs = self._results.sample(self)
             if state is None:
                 state = obs
         return state, obs, info

@@ -37,6 +37,7 @@ __all__ = [
     "SameStep",
     "check_batch_axes",
     "check_reset_mask",
+    "env_slice",
     "leaf_paths",
     "merge_by_mask",
     "scatter_by_mask",
@@ -280,7 +281,9 @@ class _Mode:
     The vector env chooses its mode's object once; its step calls
     ``check`` before the model call, ``after_step`` once the batch is out
     (which runs the reset, under the env's autograd rule, only when there is
-    one to run) and ``ended_mask`` for what the next step must remember.
+    one to run, and zeroes or records what it replaced) and ``ended_mask``
+    for what the next step must remember; the torch route asks
+    ``resets_before_stepping`` and merges on the device itself.
     """
 
     mode: Any = None
@@ -304,6 +307,15 @@ def _count(mask) -> int:
     return int(np.count_nonzero(mask))
 
 
+def env_slice(obs, i):
+    """Env ``i``'s part of a batched observation (dicts, tuples and lists of leaves)."""
+    if isinstance(obs, dict):
+        return {k: env_slice(v, i) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        return type(obs)(env_slice(v, i) for v in obs)
+    return obs[i]
+
+
 class NextStep(_Mode):
     """``AutoresetMode.NEXT_STEP``: an env that ended is reset by the next step,
     instead of stepped (its reward, flags and counter zeroed)."""
@@ -311,9 +323,17 @@ class NextStep(_Mode):
     mode = AutoresetMode.NEXT_STEP
 
     def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
-        if not _count(env._autoreset):
+        mask = env._autoreset
+        if not _count(mask):
             return state, obs
-        return env._with_grad_off(env._autoreset_next, state, obs, reward, terminated, truncated, elapsed, ended)
+        with env._autograd_off:
+            state, obs, env._reset_info = env._reset_batch(None, {"reset_mask": mask.copy()}, mask, state, obs)
+        reward[mask] = 0.0  # these envs were reset, not stepped
+        terminated[mask] = False
+        truncated[mask] = False
+        elapsed[mask] = 0
+        ended[mask] = False
+        return state, obs
 
     def resets_before_stepping(self, env) -> bool:
         return bool(_count(env._autoreset))
@@ -328,7 +348,18 @@ class SameStep(_Mode):
     def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
         if not _count(ended):
             return state, obs
-        return env._with_grad_off(env._autoreset_same, state, obs, info, elapsed, ended)
+        # the last observation and info, in Gymnasium's layout: final_obs an
+        # object array, final_info a dict of per-env arrays, each with its "_" mask
+        final_obs = np.empty(env.num_envs, dtype=object)
+        for i in np.flatnonzero(ended):
+            final_obs[i] = env_slice(obs, i)
+        final_info = {"elapsed_steps": np.where(ended, elapsed, 0), "_elapsed_steps": ended.copy()}
+        info["final_obs"], info["_final_obs"] = final_obs, ended.copy()
+        info["final_info"], info["_final_info"] = final_info, ended.copy()
+        with env._autograd_off:
+            state, obs, env._reset_info = env._reset_batch(None, {"reset_mask": ended}, ended, state, obs)
+        elapsed[ended] = 0
+        return state, obs
 
     def ended_mask(self, env, ended):
         return env._autoreset  # every env that ended was reset already: nothing is pending

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import gymnasium as gym
 
-from . import _spaces, _staging
+from . import _spaces
 from ._base import (
     _NOT_RESET,
     SHARED_OPTIONS,
@@ -16,8 +15,7 @@ from ._base import (
     _set_grad_enabled,
     _torch,
 )
-from .output import first_leaf
-from .route import StepPlan
+from .route import StepPlan, single_route
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
@@ -198,6 +196,7 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             or self._action_device is not None
             or self._torch_out is not None
         ):
+            self._route = single_route(self)
             return
         grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
         self._plan = StepPlan(
@@ -212,6 +211,7 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             grad_switch=grad_switch,
             max_episode_steps=self._step_limit,
         )
+        self._route = single_route(self)
 
     def _seed(self, seed):
         self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
@@ -272,91 +272,11 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         if self._offloaded is not None:
             self._refuse_offloaded()
         elapsed = self._elapsed + 1
-        plan = self._plan
-        if plan is not None and not self._stage and not self._notes.unchecked:
-            state, obs, reward, terminated, truncated, info = self._run_step(plan, self._state, action, elapsed)
-            if obs is None:
-                obs = self._sample_observation()
-            self._state = state
-            self._obs = obs
-            self._elapsed = elapsed
-            return obs, reward, terminated, truncated, info
-        with self._autograd_off:
-            if self._transform is None:
-                model_action = self._action_for_model(action, self._action_spec)
-                if self._batch_of_one:
-                    model_action = _spaces.add_batch_of_one(model_action)
-                if self._action_device is not None:
-                    model_action = _staging.to_device(model_action, self._action_device)
-            else:
-                model_action = self._transform(action)
-            result = self._transition(self._state, model_action)
-            if self._notes.unchecked:
-                self._notes.check_keys("step", result)
-            if self._torch_out is not None:
-                parts = self._torch_result(result, model_action, elapsed)
-                next_state, info = parts[0], parts[5]
-                held = parts[1:5]
-                del result, parts  # what still shares their memory now is the model's, or the state
-                out = (next_state, *self._torch_out.secure_each(held), info)
-            else:
-                reward_fn, terminal_fn = self._reward, self._terminal
-                if self._stage:
-                    result, reward_fn, terminal_fn = self._staged(result, model_action), None, None
-                out = self._normalize_step(
-                    result,
-                    self._state,
-                    model_action,
-                    self._model_obs_spec,
-                    reward_fn,
-                    terminal_fn,
-                    elapsed,
-                    self.info_model_state,
-                    True,
-                    self._cast_hook,
-                )
-                del result
-                out = self._secure(out, 1)
-            state, obs, reward, terminated, truncated, info = out
-            if self._batch_of_one and obs is not None:
-                obs = _spaces.first_of_batch(obs)
-        if obs is None:
-            obs = self._sample_observation()
-        limit = self._step_limit
-        if limit is not None and elapsed >= limit:
-            truncated = True if self._torch_out is None else _torch.ones_like(truncated)
+        state, obs, reward, terminated, truncated, info = self._route.step(self, action, elapsed)
         self._state = state
         self._obs = obs
         self._elapsed = elapsed
         return obs, reward, terminated, truncated, info
-
-    def _torch_result(self, result, action, elapsed):
-        """``output="torch"``: the step result parsed as on the NumPy path, its
-        observation, reward and flags left as tensors on the model's device."""
-        next_state, obs, reward, terminated, truncated, info = self._parse_step(result, self._state)
-        if reward is None:
-            reward = 0.0 if self._reward is None else self._reward(next_state, obs, action)
-        if terminated is None:
-            terminated = False if self._terminal is None else self._terminal(next_state, obs, action)
-        out = self._torch_out
-        leaf = first_leaf(next_state)
-
-        def flag(x, name):  # perf: a flag the model does not give is one zeros op
-            return out.scalar_zero(_torch.bool, leaf) if x is None or x is False else out.scalar(x, _torch.bool, name)
-
-        if type(reward) is float and reward == 0.0:  # the default reward: one zeros op
-            reward = out.scalar_zero(_torch.float32, leaf)
-        reward = out.scalar(reward, _torch.float32, "reward")
-        terminated = flag(terminated, "terminated")
-        truncated = flag(truncated, "truncated")
-        if info is not None and not isinstance(info, Mapping):
-            raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
-        info = {} if info is None else dict(info)
-        if self.info_model_state:
-            info.setdefault("model_state", next_state)
-        info.setdefault("elapsed_steps", elapsed)
-        obs = out.observation(obs, self._model_obs_spec, protect=True)
-        return [next_state, obs, reward, terminated, truncated, info]
 
     def render(self):
         """The current frame: ``render_fn``'s, or the observation's

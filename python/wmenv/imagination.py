@@ -43,6 +43,7 @@ import numpy as np
 
 from . import _backend
 from .planning import Rollout, check_discount
+from .route import prepare_action
 
 _torch: Any = _backend.torch
 
@@ -76,7 +77,7 @@ def imagine(env, policy: Callable, state, horizon: int, discount: Optional[float
             done = None
             for _ in range(int(horizon)):
                 action = policy(state)
-                model_action = env._model_action(action)
+                model_action = prepare_action(env, action)
                 result = env._transition(state, model_action)
                 next_state, obs, reward, terminated, _, _ = env._parse_step(result, state)
                 if reward is None:

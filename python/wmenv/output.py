@@ -1,40 +1,54 @@
-"""``output="torch"``: observations, rewards and flags as torch tensors on the
-model's device, for learners that keep everything on the GPU (TorchRL- and
-CleanRL-style scripts).
+"""What a step hands back, by output kind: host, staged or torch results.
 
-Nothing is copied to the host: the result is parsed with the same forms and
-checks as the NumPy path (the same shape errors, the cast to the space's
-dtype), but leaves stay tensors. Array or number leaves are moved to the
-model's device. The single env returns 0-d ``float32`` reward and ``bool`` flag
-tensors; the vector env ``(num_envs,)`` ones, computes its autoreset mask on
-the device and synchronises once per step, to learn whether any env ended
-(the one thing the host must know to decide on a reset: skipping it when no
-env ended would itself need that answer).
+Both envs choose one of three result kinds when they compile (and again when
+the state's device changes), and their routes call it; none of them branches
+on the output mode:
+
+* :class:`HostResults`: the model's outputs read on the host and conformed to
+  the spaces as NumPy arrays, Python floats and bools (the core's
+  ``normalize_*`` functions);
+* :class:`StagedResults`: the same, for a model on an accelerator: the
+  observation, reward and flags come to pinned host memory first, with one
+  synchronisation per step;
+* :class:`TorchResults`: ``output="torch"``: observations, rewards and flags as
+  torch tensors on the model's device, for learners that keep everything on
+  the GPU (TorchRL- and CleanRL-style scripts).
+
+Every kind reads results by the same rules (the same accepted forms, the same
+shape errors, the cast to the space's dtype); torch results leave the leaves
+as tensors. The single env returns 0-d ``float32`` reward and ``bool`` flag
+tensors with ``output="torch"``; the vector env ``(num_envs,)`` ones, computes
+its autoreset mask on the device and synchronises once per step, to learn
+whether any env ended (the one thing the host must know to decide on a reset:
+skipping it when no env ended would itself need that answer).
+
+Each kind's ``step``, ``step_batch`` and ``reset`` hold the model's raw result
+themselves and drop it before the ownership check, so that only true sharing
+(the model's buffers, the next state) costs a copy of what is handed out.
 
 Gymnasium's ``check_env`` expects NumPy observations and Python scalars, so it
-cannot check an env in this mode; check the same env with ``output="numpy"``
+cannot check an env in torch mode; check the same env with ``output="numpy"``
 (every rule but the last conversion is shared).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from . import _backend
-from .vocabulary import OBSERVATION_KEYS
+from ._tensors import TorchOutput, first_leaf, parse_reset
+from .autoreset import scatter_by_mask
 
 _torch: Any = _backend.torch
 
-__all__ = ["OUTPUTS", "TorchOutput", "check_output"]
+__all__ = ["OUTPUTS", "HostResults", "StagedResults", "TorchOutput", "TorchResults", "check_output", "results_for"]
 
 OUTPUTS = ("numpy", "torch")
 
 
 def check_output(value):
+    """``value`` if it names an output kind (``"torch"`` needs torch installed)."""
     if value not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {value!r}")
     if value == "torch" and _torch is None:
@@ -42,275 +56,197 @@ def check_output(value):
     return value
 
 
-def _format_shape(shape) -> str:
-    return str(tuple(int(d) for d in shape))
+class HostResults:
+    """NumPy results, read where the model left them (host memory)."""
 
+    def _host(self, env, state, result, action):
+        """The result as the core reads it, with the adapters still to run."""
+        return result, env._reward, env._terminal
 
-class TorchOutput:
-    """Conforms model outputs to the spaces as tensors on ``device``
-    (``None``: wherever the model put them)."""
-
-    def __init__(self, device, keep_graph: bool = False):
-        self.device = None if device is None else _torch.device(device)
-        # grad=True: tensors keep their autograd graph (differentiable imagination)
-        self.keep_graph = bool(keep_graph)
-
-    def tensor(self, x, dtype=None, protect=False):
-        if isinstance(x, _torch.Tensor):
-            # perf: detach() only what carries a graph that is not wanted (under
-            # no_grad a model's outputs carry none: no op at all)
-            t = x.detach() if x.requires_grad and not self.keep_graph else x
-        else:
-            t = _torch.as_tensor(np.asarray(x))
-        if protect and _foreign(t):
-            t = t.clone()
-        if self.device is not None and t.device != self.device:
-            t = t.to(self.device, non_blocking=True)
-        if dtype is not None and t.dtype != dtype:
-            t = t.to(dtype)
-        return t
-
-    def observation(self, obs, spec, path="observation", protect=False):
-        """``obs`` conformed to an observation spec (see ``_core_py``), as
-        tensors; with ``protect``, leaves over memory torch did not allocate
-        (NumPy arrays, foreign buffers) are cloned (see :meth:`secure`)."""
-        if obs is None:
-            return None
-        if spec is None:
-            return self._tree(obs, protect)
-        kind = spec[0]
-        if kind == 0:
-            t = self.tensor(obs, protect=protect)
-            if t.shape != spec[1]:  # a torch.Size is a tuple
-                raise ValueError(f"{path} must have shape {_format_shape(spec[1])}, got {_format_shape(t.shape)}")
-            want = _torch_dtype(spec[2])
-            return t if t.dtype == want else t.to(want)
-        if kind == 1:
-            if not isinstance(obs, Mapping):
-                raise TypeError(f"{path} must be a mapping for a Dict space, got {type(obs).__name__}")
-            out = {}
-            for key, sub in zip(spec[1], spec[2]):
-                if key not in obs:
-                    raise ValueError(f"{path} lacks the key {key!r} that the Dict space requires")
-                out[key] = self.observation(obs[key], sub, f"{path}[{key!r}]", protect)
-            return out
-        if not isinstance(obs, (tuple, list)):
-            raise TypeError(f"{path} must be a tuple for a Tuple space, got {type(obs).__name__}")
-        items = tuple(obs)
-        if len(items) != len(spec[1]):
-            raise ValueError(f"{path} must have {len(spec[1])} items for a Tuple space, got {len(items)}")
-        return tuple(
-            self.observation(item, sub, f"{path}[{i}]", protect) for i, (item, sub) in enumerate(zip(items, spec[1]))
+    def step(self, env, state, action, elapsed):
+        """One env's model call from ``state``: the normalized ``(state, obs,
+        reward, terminated, truncated, info)``, its observation safe to hand out."""
+        result = env._transition(state, action)
+        if env._notes.unchecked:
+            env._notes.check_keys("step", result)
+        result, reward_fn, terminal_fn = self._host(env, state, result, action)
+        out = env._normalize_step(
+            result,
+            state,
+            action,
+            env._model_obs_spec,
+            reward_fn,
+            terminal_fn,
+            elapsed,
+            env.info_model_state,
+            True,
+            env._cast_hook,
         )
+        del result  # what still shares the observation's memory now is the model's, or the state
+        return env._secure(out, 1)
 
-    def _tree(self, x, protect=False, depth=0):
-        if depth > _MAX_DEPTH:
-            raise ValueError(_TOO_DEEP)
-        if isinstance(x, Mapping):
-            return {k: self._tree(v, protect, depth + 1) for k, v in x.items()}
-        if isinstance(x, (tuple, list)):
-            return type(x)(self._tree(v, protect, depth + 1) for v in tuple(x))
-        return self.tensor(x, protect=protect)
+    def step_batch(self, env, state, action, protect=True):
+        """A batch's model call from ``state``: the normalized ``(state, obs,
+        reward, terminated, truncated, info)``; with ``protect``, an
+        observation safe to hand out."""
+        result = env._transition(state, action)
+        result, reward_fn, terminal_fn = self._host(env, state, result, action)
+        out = env._normalize_step_batch(
+            result, state, action, env._obs_spec, reward_fn, terminal_fn, env.num_envs, protect, env._cast_hook
+        )
+        if not protect:
+            return out
+        del result
+        return env._secure(out, 1)
 
-    def secure_each(self, items):
-        """``items`` (a list, which it clears) as a tuple with every entry
-        safe to hand out (see :meth:`secure`): a step's observation, reward
-        and flags, checked once the model's raw result is gone."""
-        out = []
-        for i in range(len(items)):
-            if items[i] is None:  # perf: a flag the model did not give
-                out.append(None)
-                continue
-            held = [items[i]]
-            items[i] = None  # the one list left holding it is ``held``
-            new = _secured(held, 0, 0)
-            out.append(held[0] if new is _SAME else new)
-        return tuple(out)
+    def reset(self, env, held):
+        """``(state, obs, info)`` of the reset result ``held[0]`` (a list the
+        caller gives up, so that nothing else keeps the result)."""
+        result = held.pop()
+        out = env._normalize_reset(
+            result, env._model_obs_spec, env.initial_state, env.initial_observation, True, env._cast_hook
+        )
+        del result
+        return env._secure(out, 1)
 
-    def secure(self, items, index):
-        """``items`` (a tuple) with the observation at ``items[index]`` safe to
-        hand out: every tensor leaf whose storage anything else still
-        references (the model's buffers, the next state, views) cloned; the
-        rule of ``wmenv._core_py.secure_observation``, for tensors. Call it
-        after the model's raw result is gone."""
-        new = _secured(items, index, 0)
-        if new is _SAME:
-            return items
-        out = list(items)
-        out[index] = new
-        return tuple(out)
+    def start_batch(self, env, mask, state, held, obs):
+        """``(state, obs)`` with the start observations ``held[0]`` (one row
+        per env ``mask`` selects) merged into the batch ``obs``."""
+        raw = [env._to_numpy(held.pop(), None)]
+        merged = [scatter_by_mask(mask, raw.pop(), obs, 0, "observation")]
+        # held by nothing but the tuple below, so that only true sharing (the
+        # start state viewing the observation) costs a copy
+        out = (state, env._to_numpy(merged.pop(), env._obs_spec, "observation", True, env._cast_hook))
+        return env._secure(out, 1)
 
-    def scalar(self, x, dtype, name):
-        """A one-element reward or flag as a 0-d tensor of ``dtype``."""
-        if x is None:
-            raise TypeError(f"{name} must be a number or a one-element array, got None")
-        t = self.tensor(x)
-        if t.numel() != 1:
-            raise ValueError(
-                f"{name} must hold one element, got shape {_format_shape(t.shape)}; use WorldModelVectorEnv for batches"
-            )
-        if t.dim():  # perf: each of these is an op; none is needed for a 0-d tensor of the dtype
-            t = t.reshape(())
-        return t if t.dtype == dtype else t.to(dtype)
+    def sample(self, env):
+        """A sample of the observation space, for results that carry no observation."""
+        return env.observation_space.sample()
 
-    def batch(self, x, num_envs, dtype, name):
-        """One value per env as a ``(num_envs,)`` tensor of ``dtype``: the
-        model's own tensor where it already is one (:meth:`secure` then copies
-        it if anything else still shares its memory)."""
-        if x is None:
-            raise TypeError(f"{name} must be an array of {num_envs} values, got None")
-        t = self.tensor(x)
-        if t.numel() != num_envs:
-            raise ValueError(
-                f"{name} must hold {num_envs} values, one per env (shape ({num_envs},)), "
-                f"got shape {_format_shape(t.shape)}"
-            )
-        if t.dim() != 1:  # perf: reshape and to() are ops; skipped where they would change nothing
-            t = t.reshape(num_envs)
-        return t if t.dtype == dtype else t.to(dtype)
-
-    def scalar_zero(self, dtype, like=None):
-        """A 0-d zero (``False``) of ``dtype`` beside ``like``: one op, where
-        converting the Python ``0.0``/``False`` would take three."""
-        device = self.device if self.device is not None else (like.device if like is not None else None)
-        return _torch.zeros((), dtype=dtype, device=device)
-
-    def zeros(self, num_envs, dtype, like=None):
-        device = self.device if self.device is not None else (like.device if like is not None else None)
-        return _torch.zeros(num_envs, dtype=dtype, device=device)
-
-
-_MAX_DEPTH = 64
-_TOO_DEEP = (
-    f"an observation nests containers more than {_MAX_DEPTH} levels deep; "
-    "a list or dict that contains itself cannot be converted"
-)
-_SAME = object()
-_getrefcount = sys.getrefcount
-_Tensor = None if _torch is None else _torch.Tensor
-_use_count = None if _torch is None else getattr(_torch._C, "_storage_Use_Count", None)
-
-
-def _foreign(t) -> bool:
-    """Memory torch did not allocate for this result (not resizable: NumPy's,
-    another library's, or memory already viewed as NumPy)."""
-    try:
-        return not t.untyped_storage().resizable()
-    except Exception:  # no real storage: nothing to tell, so treat it as shared
+    def truncated(self, truncated):
+        """The single env's flag at its time limit."""
         return True
 
 
-def _refs_in(container, key) -> int:
-    return _getrefcount(container[key])
+class StagedResults(HostResults):
+    """Host results of a model on an accelerator: its observation, reward and
+    flags reach pinned host memory with one synchronisation per step."""
+
+    def _host(self, env, state, result, action):
+        return env._staged_from(state, result, action), None, None
 
 
-def _storage_refs(t) -> int:
-    return _use_count(t.untyped_storage()._cdata)  # type: ignore[misc]
+class TorchResults:
+    """``output="torch"``: the results as tensors on the model's device."""
+
+    def __init__(self, out: TorchOutput):
+        self.out = out
+
+    def step(self, env, state, action, elapsed):
+        result = env._transition(state, action)
+        if env._notes.unchecked:
+            env._notes.check_keys("step", result)
+        parts = self._single(env, state, result, action, elapsed)
+        next_state, info = parts[0], parts[5]
+        held = parts[1:5]
+        del result, parts  # what still shares their memory now is the model's, or the state
+        return (next_state, *self.out.secure_each(held), info)
+
+    def _single(self, env, state, result, action, elapsed):
+        next_state, obs, reward, terminated, truncated, info = env._parse_step(result, state)
+        if reward is None:
+            reward = 0.0 if env._reward is None else env._reward(next_state, obs, action)
+        if terminated is None:
+            terminated = False if env._terminal is None else env._terminal(next_state, obs, action)
+        out = self.out
+        leaf = first_leaf(next_state)
+
+        def flag(x, name):  # perf: a flag the model does not give is one zeros op
+            return out.scalar_zero(_torch.bool, leaf) if x is None or x is False else out.scalar(x, _torch.bool, name)
+
+        if type(reward) is float and reward == 0.0:  # the default reward: one zeros op
+            reward = out.scalar_zero(_torch.float32, leaf)
+        reward = out.scalar(reward, _torch.float32, "reward")
+        terminated = flag(terminated, "terminated")
+        truncated = flag(truncated, "truncated")
+        info = _info(info)
+        if env.info_model_state:
+            info.setdefault("model_state", next_state)
+        info.setdefault("elapsed_steps", elapsed)
+        obs = out.observation(obs, env._model_obs_spec, protect=True)
+        return [next_state, obs, reward, terminated, truncated, info]
+
+    def step_batch(self, env, state, action, elapsed):
+        """A batch's model call: ``(state, obs, reward, terminated, truncated,
+        info, can_end)`` as tensors, the flags with the time limit
+        (``elapsed``: the counters after this step) applied; ``can_end``:
+        whether anything could have ended an episode this step.
+
+        perf: a handful of tensor ops beyond the model's own (the op-count
+        test holds it there): the time limit's compare, a zeros for each flag
+        the model does not give, and the copies the ownership rule asks for.
+        Nothing is detached, reshaped or cast that already is what it should be."""
+        out, n = self.out, env.num_envs
+        result = env._transition(state, action)
+        state, raw_obs, reward, terminated, truncated, info = env._parse_step(result, state)
+        if reward is None and env._reward is not None:
+            reward = env._reward(state, raw_obs, action)
+        if terminated is None and env._terminal is not None:
+            terminated = env._terminal(state, raw_obs, action)
+        info = _info(info)
+        held = [
+            out.observation(raw_obs, env._obs_spec, protect=True),
+            out.zeros(n, _torch.float32, elapsed) if reward is None else out.batch(reward, n, _torch.float32, "reward"),
+            None if terminated is None else out.batch(terminated, n, _torch.bool, "terminated"),
+            None if truncated is None or truncated is False else out.batch(truncated, n, _torch.bool, "truncated"),
+        ]
+        # what still shares their memory now is the model's, or the state: only that is copied
+        del result, raw_obs, reward, terminated, truncated
+        obs, reward, terminated, truncated = out.secure_each(held)
+        limit = env._step_limit
+        can_end = terminated is not None or truncated is not None or limit is not None
+        if terminated is None:
+            terminated = out.zeros(n, _torch.bool, elapsed)
+        if limit is not None:
+            at_limit = elapsed >= limit
+            truncated = at_limit if truncated is None else truncated | at_limit
+        elif truncated is None:
+            truncated = out.zeros(n, _torch.bool, elapsed)
+        return state, obs, reward, terminated, truncated, info, can_end
+
+    def reset(self, env, held):
+        result = held.pop()
+        out = parse_reset(result, env._model_obs_spec, env.initial_state, env.initial_observation, env._matches)
+        if self.out.device is None:  # beside the model's state, wherever that is
+            leaf = first_leaf(out[0])
+            self.out.device = None if leaf is None else leaf.device
+        out = (out[0], self.out.observation(out[1], env._model_obs_spec, protect=True), out[2])
+        del result
+        return self.out.secure(out, 1)
+
+    def start_batch(self, env, mask, state, held, obs):
+        merged = [scatter_by_mask(mask, held.pop(), obs, 0, "observation")]
+        out = (state, self.out.observation(merged.pop(), env._obs_spec, protect=True))
+        return self.out.secure(out, 1)
+
+    def sample(self, env):
+        return self.out.observation(env.observation_space.sample(), env._obs_spec)
+
+    def truncated(self, truncated):
+        return _torch.ones_like(truncated)
 
 
-_ALONE = _refs_in([object()], 0)
-_STORAGE_ALONE = -1 if _use_count is None else _storage_refs(_torch.zeros(2).detach())
-
-
-def _secured(container, key, depth):
-    alone = _getrefcount(container[key]) == _ALONE
-    x = container[key]
-    if type(x) is _Tensor:  # perf: the usual leaf first, without isinstance's subclass walk
-        if alone and _use_count is not None:
-            try:
-                if _use_count(x.untyped_storage()._cdata) == _STORAGE_ALONE:
-                    return _SAME
-            except Exception:  # no real storage
-                pass
-        return x.clone() if x.numel() else _SAME
-    if isinstance(x, _torch.Tensor):
-        if not x.numel():
-            return _SAME
-        return x.clone()
-    if depth > _MAX_DEPTH:
-        raise ValueError(_TOO_DEEP)
-    if type(x) is dict:
-        out = None
-        for k in tuple(x):
-            new = _secured(x, k, depth + 1)
-            if new is not _SAME:
-                if out is None:
-                    out = dict(x)
-                out[k] = new
-        return _SAME if out is None else out
-    if type(x) is tuple or type(x) is list:
-        items = None
-        for i in range(len(x)):
-            new = _secured(x, i, depth + 1)
-            if new is not _SAME:
-                if items is None:
-                    items = list(x)
-                items[i] = new
-        if items is None:
-            return _SAME
-        return tuple(items) if type(x) is tuple else items
-    return _SAME
-
-
-_TORCH_DTYPES: dict = {}
-
-
-def _torch_dtype(dtype):
-    """torch's dtype for a NumPy one (perf: cached; finding it costs a tensor op)."""
-    found = _TORCH_DTYPES.get(dtype)
-    if found is None:
-        found = _TORCH_DTYPES[dtype] = _torch.from_numpy(np.zeros(0, dtype)).dtype
-    return found
-
-
-def first_leaf(tree):
-    """Any tensor leaf of ``tree`` (to place new tensors beside), or None."""
-    if isinstance(tree, Mapping):
-        for v in tree.values():
-            leaf = first_leaf(v)
-            if leaf is not None:
-                return leaf
-        return None
-    if isinstance(tree, (tuple, list)):
-        for v in tree:
-            leaf = first_leaf(v)
-            if leaf is not None:
-                return leaf
-        return None
-    return tree if isinstance(tree, _torch.Tensor) else None
-
-
-def parse_reset(result, obs_spec, default_state, default_obs, matches_structure):
-    """The ``(state, raw_obs, info)`` of a reset result, read by the same rules
-    as the NumPy path's ``normalize_reset`` (leaves are not converted)."""
-
-    state, info = default_state, None
-    if isinstance(result, tuple):
-        items = tuple(result)
-        if len(items) == 2:
-            first, second = items
-            if isinstance(second, Mapping) and matches_structure(first, obs_spec):
-                obs, info = first, second
-            else:
-                state, obs = first, second
-        elif len(items) == 3:
-            state, obs, info = items
-        elif not items:
-            raise ValueError(
-                "a reset returned an empty tuple; "
-                "expected obs, (obs, info), (state, obs), (state, obs, info) or a mapping"
-            )
-        else:
-            obs = items[0]
-    elif isinstance(result, Mapping):
-        if "state" in result:
-            state = result["state"]
-        obs = next((result[k] for k in OBSERVATION_KEYS if k in result), default_obs)
-        info = result.get("info")
-    else:
-        obs = result
-    if state is None:
-        state = obs
+def _info(info) -> dict:
     if info is not None and not isinstance(info, Mapping):
         raise TypeError(f"info must be a mapping or None, got {type(info).__name__}")
-    return state, obs, {} if info is None else dict(info)
+    return {} if info is None else dict(info)
+
+
+_HOST, _STAGED = HostResults(), StagedResults()
+
+
+def results_for(env):
+    """The result kind of ``env``'s options and state: torch, staged or host."""
+    if env._torch_out is not None:
+        return env._torch_results
+    return _STAGED if env._stage else _HOST

@@ -4,7 +4,8 @@
   step counters, generator and NumPy RNG state, autoreset mask), taken by
   ``env.get_state()`` and restored by ``env.set_state(snapshot)``.
 * :func:`repeat_state`: one env's state as a batch of ``n`` copies.
-* :class:`Rollout`: what ``WorldModelVectorEnv.rollout`` returns.
+* :class:`Rollout`: what ``WorldModelVectorEnv.rollout`` returns, and
+  :func:`open_loop`, the rollout of action arrays that fills it.
 
 Example:
     >>> import torch
@@ -28,7 +29,7 @@ from .autoreset import scatter_by_mask
 
 _torch: Any = _backend.torch
 
-__all__ = ["Rollout", "Snapshot", "StartData", "deep_copy", "repeat_state", "scatter_by_mask"]
+__all__ = ["Rollout", "Snapshot", "StartData", "deep_copy", "open_loop", "repeat_state", "scatter_by_mask"]
 
 
 @dataclass(frozen=True)
@@ -338,3 +339,40 @@ def _stack(items):
     if _torch is not None and isinstance(items[0], _torch.Tensor):
         return _torch.stack(items)
     return np.stack(items)
+
+
+def open_loop(env, actions, state, discount=None, observations: bool = True) -> Rollout:
+    """``WorldModelVectorEnv.rollout`` for an action array: ``num_envs``
+    open-loop sequences from the batched ``state``, one model call per
+    horizon step, the env's own position untouched (its generator restored
+    afterwards)."""
+    actions = actions.detach().cpu().numpy() if _torch is not None and isinstance(actions, _torch.Tensor) else actions
+    actions = np.asarray(actions)
+    want = (env.num_envs,) + tuple(env.single_action_space.shape or ())
+    if actions.ndim < 1 or tuple(actions.shape[1:]) != want:
+        raise ValueError(f"actions must have shape (horizon, {', '.join(map(str, want))}), got {tuple(actions.shape)}")
+    horizon = actions.shape[0]
+    discount = check_discount(discount)
+    generator = env._generator
+    saved = None if generator is None else generator.get_state()
+    # each step's observation is copied into its row as it arrives, so a
+    # model that writes into one buffer cannot change earlier rows
+    rows = ObservationRows(horizon, env._obs_spec, env.num_envs) if observations else None
+    rewards = np.zeros((horizon, env.num_envs), np.float32)
+    done = np.zeros(env.num_envs, np.bool_)
+    flags = np.zeros((horizon, env.num_envs), np.bool_)
+    advance = env._route.rollout_advance(env)
+    try:
+        with env._autograd_off:
+            for t in range(horizon):
+                state, obs, reward, term = advance(state, actions[t])
+                if rows is not None:
+                    rows.write(t, obs)
+                rewards[t] = np.where(done, 0.0, reward)
+                done = done | term
+                flags[t] = done
+    finally:
+        if saved is not None:
+            generator.set_state(saved)
+    kept = None if rows is None else rows.rows
+    return Rollout(kept, rewards, flags, discounted_returns(rewards, discount), state)

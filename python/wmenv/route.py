@@ -1,4 +1,14 @@
-"""The one-call step's plans: what a step hands the core, decided once.
+"""Each env's step route, chosen once: the one-call core step or the composed step.
+
+A step is either **one core call** (``run_step``, ``run_step_batch``: action
+conversion, the model call, the result, counters and the autograd switch,
+with nothing of Python's between them), or **composed** where an option needs
+something between those parts (an action transform, actions moved to a
+device, staged or torch results, ``check``'s first look at the keys):
+prepare the action (:func:`prepare_action`), call the model and read its
+result (the env's result kind, :mod:`wmenv.output`). The envs choose their
+route in ``_compile`` and again only when an option or the state's device
+changes; their ``step`` calls it without asking which it is.
 
 Both envs compile, when they are built (and again when an option or the
 state's device changes), a plan of everything their step needs that does not
@@ -20,7 +30,24 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-__all__ = ["BatchPlan", "StepPlan"]
+import numpy as np
+
+from . import _backend, _spaces, _staging
+from .output import HostResults, StagedResults
+
+_torch: Any = _backend.torch
+
+__all__ = [
+    "BatchPlan",
+    "ComposedBatch",
+    "ComposedStep",
+    "OneCallBatch",
+    "OneCallStep",
+    "StepPlan",
+    "batch_route",
+    "prepare_action",
+    "single_route",
+]
 
 
 class StepPlan(NamedTuple):
@@ -52,3 +79,166 @@ class BatchPlan(NamedTuple):
     grad_switch: Any
     max_episode_steps: Optional[int]
     action_check: Any  # called on the converted actions (a Discrete space's range), or None
+
+
+def check_discrete_range(low, n, space, action):
+    """A ValueError naming the first env whose action is outside ``space``."""
+    values = action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
+    bad = (values < low) | (values >= low + n)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(
+            f"action {int(values.reshape(-1)[i])} of env {i} is outside {space!r} (valid: {low} to {low + n - 1})"
+        )
+
+
+def prepare_action(env, action):
+    """The action as the model receives it: converted (or the action
+    transform's), checked, with the batch of one a ``batched_model`` works on,
+    on the model's device when actions go there."""
+    if env._transform is not None:
+        return env._transform(action)
+    model_action = env._action_for_model(action, env._action_spec)
+    if env._batch_of_one:
+        model_action = _spaces.add_batch_of_one(model_action)
+    if env._discrete is not None:  # a vector env's Discrete range, checked per env
+        check_discrete_range(*env._discrete, env.single_action_space, model_action)
+    if env._action_device is not None:
+        model_action = _staging.to_device(model_action, env._action_device)
+    return model_action
+
+
+# ---- the single env's routes: ``step(env, action, elapsed)`` -> (state, obs, reward, terminated, truncated, info)
+
+
+class ComposedStep:
+    """Prepare the action, call the model, read the result by the env's result kind."""
+
+    def step(self, env, action, elapsed):
+        results = env._results
+        with env._autograd_off:
+            state, obs, reward, terminated, truncated, info = results.step(
+                env, env._state, prepare_action(env, action), elapsed
+            )
+            if env._batch_of_one and obs is not None:
+                obs = _spaces.first_of_batch(obs)
+        if obs is None:
+            obs = results.sample(env)
+        limit = env._step_limit
+        if limit is not None and elapsed >= limit:
+            truncated = results.truncated(truncated)
+        return state, obs, reward, terminated, truncated, info
+
+
+class OneCallStep:
+    """The whole step in one ``run_step`` core call."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: StepPlan):
+        self.plan = plan
+
+    def step(self, env, action, elapsed):
+        out = env._run_step(self.plan, env._state, action, elapsed)
+        if out[1] is None:  # a result without an observation: a sample of the space
+            return (out[0], env._results.sample(env), *out[2:])
+        return out
+
+
+class FirstLook(ComposedStep):
+    """Composed until the result's keys have been looked at (``check``'s
+    report), then the one-call route."""
+
+    def step(self, env, action, elapsed):
+        out = super().step(env, action, elapsed)
+        env._route = single_route(env)
+        return out
+
+
+_COMPOSED, _FIRST_LOOK = ComposedStep(), FirstLook()
+
+
+def single_route(env):
+    """The single env's route: one call where the plan allows it, else composed."""
+    plan = env._plan
+    if plan is None or env._stage:
+        return _COMPOSED
+    return _FIRST_LOOK if env._notes.unchecked else OneCallStep(plan)
+
+
+# ---- the vector env's routes: ``step(env, actions)`` -> Gymnasium's batched step
+
+
+class HostBatch:
+    """A NumPy-output vector step: the batch, then the autoreset mode's turn."""
+
+    def step(self, env, actions):
+        state, obs, reward, terminated, truncated, info, elapsed, ended = self.advance(env, actions)
+        mode = env._autoreset_route
+        state, obs = mode.after_step(env, state, obs, reward, terminated, truncated, info, elapsed, ended)
+        info.setdefault("elapsed_steps", elapsed.copy())
+        info.setdefault("_elapsed_steps", env._all_true)
+        if env._reset_info:  # an autoreset from start data says where each env started, as reset does
+            env._autoreset_info(info)
+        if env._info_model_state:
+            info.setdefault("model_state", state)
+        env._state, env._obs, env._elapsed = state, obs, elapsed
+        env._autoreset = mode.ended_mask(env, ended)
+        return obs, reward, terminated, truncated, info
+
+    def reset_counters(self, env, mask) -> None:
+        """Zeroes the counters and the autoreset mask of the envs ``mask`` reset."""
+        env._elapsed[mask] = 0
+        env._autoreset[mask] = False
+
+    def rollout_advance(self, env):
+        """``advance(state, actions) -> (state, obs, reward, terminated)`` for
+        a rollout, without hand-out tracking, time limit or autograd switch
+        (the rollout holds that around its loop)."""
+        results = StagedResults() if env._stage else HostResults()
+        return lambda state, actions: results.step_batch(env, state, prepare_action(env, actions), False)[:4]
+
+
+class ComposedBatch(HostBatch):
+    """Prepare the actions, call the model, read the batch by the env's result kind."""
+
+    def advance(self, env, actions):
+        with env._autograd_off:
+            out = env._results.step_batch(env, env._state, prepare_action(env, actions))
+        elapsed, ended = env._count_steps(env._elapsed, out[3], out[4], env._step_limit)
+        return (*out, elapsed, ended)
+
+
+class OneCallBatch(HostBatch):
+    """The batch's model call and result in one ``run_step_batch`` core call."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: BatchPlan):
+        self.plan = plan
+
+    def advance(self, env, actions):
+        return env._run_step_batch(self.plan, env._state, actions, env._elapsed)
+
+    def rollout_advance(self, env):
+        # no ownership check (rows copy each step), no autograd switch (the
+        # rollout holds it around its loop), no time limit; counters thrown away
+        plan = self.plan._replace(protect=False, grad_switch=None, max_episode_steps=None)
+        counters = np.zeros(env.num_envs, np.int64)
+        run = env._run_step_batch
+        return lambda state, actions: run(plan, state, actions, counters)[:4]
+
+
+_COMPOSED_BATCH = ComposedBatch()
+
+
+def batch_route(env):
+    """The vector env's route: torch's, one call, or composed."""
+    if env._torch_out is not None:
+        from .torch_route import TORCH_BATCH
+
+        return TORCH_BATCH
+    plan = env._batch_plan
+    if plan is None or env._stage:
+        return _COMPOSED_BATCH
+    return OneCallBatch(plan)

@@ -1,0 +1,115 @@
+"""The vector env's ``output="torch"`` route: counters, time limits and the
+ended mask on the model's device, with one synchronisation per step.
+
+The step counters (``env._elapsed``) and the ended mask (``env._ended``) are
+tensors beside the model's state. The mask's host copy, ``env._autoreset``
+(what the autoreset mode and ``get_state`` read), is a permanent NumPy view of
+the device mask itself on the CPU, or of a pinned host buffer the step copies
+the mask into elsewhere: that copy is the step's one synchronisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+from ._tensors import first_leaf
+from .route import HostBatch, prepare_action
+
+_torch: Any = _backend.torch
+
+__all__ = ["TORCH_BATCH", "TorchBatch", "make_ended_mask", "reset_counters", "restore_counters", "sync_ended"]
+
+
+def make_ended_mask(env, device) -> None:
+    """A fresh device mask, with its host copy ``env._autoreset``."""
+    n = env.num_envs
+    env._ended = _torch.zeros(n, dtype=_torch.bool, device=device)
+    if env._ended.device.type == "cpu":
+        env._ended_host = None
+        env._autoreset = env._ended.numpy()
+    else:
+        pin = _torch.cuda.is_available() and env._ended.device.type == "cuda"
+        env._ended_host = _torch.zeros(n, dtype=_torch.bool, pin_memory=pin)
+        env._autoreset = env._ended_host.numpy()
+
+
+def sync_ended(env) -> None:
+    """The ended mask's host copy: on the CPU a view of the device mask itself, so nothing to do."""
+    host = env._ended_host
+    if host is not None:
+        host.copy_(env._ended)
+
+
+def reset_counters(env, mask) -> None:
+    """Zeroes the counters and the ended mask of the envs ``mask`` reset,
+    moving the counters to the model's device on the first reset."""
+    out = env._torch_out
+    if out.device is None:
+        leaf = first_leaf(env._obs)
+        out.device = None if leaf is None else leaf.device
+    if not isinstance(env._elapsed, _torch.Tensor):
+        env._elapsed = _torch.as_tensor(env._elapsed, device=out.device)
+        make_ended_mask(env, env._elapsed.device)
+    mask_t = _torch.from_numpy(mask).to(env._elapsed.device)
+    env._elapsed = _torch.where(mask_t, _torch.zeros_like(env._elapsed), env._elapsed)
+    env._ended[mask_t] = False
+    env._autoreset[mask] = False
+
+
+def restore_counters(env, ended) -> None:
+    """After unpickling or ``set_state``: the device mask holds ``ended``
+    again, and the host copy is a view of it (not a pickled copy)."""
+    restored = np.array(ended, np.bool_)
+    make_ended_mask(env, env._elapsed.device)
+    env._ended.copy_(_torch.from_numpy(restored))
+    sync_ended(env)
+
+
+class TorchBatch:
+    """The step with observations, rewards, flags, counters and the
+    autoreset mask on the model's device, and one synchronisation (learning
+    which envs ended, to decide on resets).
+
+    perf: beyond the results' own ops (:meth:`wmenv.output.TorchResults.step_batch`),
+    the counter's increment and one in-place ``logical_or`` into the ended mask."""
+
+    def step(self, env, actions):
+        mode = env._autoreset_route
+        with env._autograd_off:
+            elapsed = env._elapsed + 1
+            state, obs, reward, terminated, truncated, info, can_end = env._results.step_batch(
+                env, env._state, prepare_action(env, actions), elapsed
+            )
+            reset_now = mode.resets_before_stepping(env)
+            if reset_now:
+                mask, mask_t = env._autoreset.copy(), env._ended
+                state, obs, env._reset_info = env._reset_batch(None, {"reset_mask": mask}, mask, state, obs, mask_t)
+                reward = _torch.where(mask_t, _torch.zeros_like(reward), reward)
+                terminated = terminated & ~mask_t
+                truncated = truncated & ~mask_t
+                elapsed = _torch.where(mask_t, _torch.zeros_like(elapsed), elapsed)
+        if can_end:
+            _torch.logical_or(terminated, truncated, out=env._ended)
+            sync_ended(env)  # the step's one synchronisation
+        elif reset_now:
+            env._ended.zero_()
+            sync_ended(env)
+        info.setdefault("elapsed_steps", elapsed)
+        info.setdefault("_elapsed_steps", env._all_true)
+        if env._reset_info:
+            env._autoreset_info(info)
+        if env._info_model_state:
+            info.setdefault("model_state", state)
+        env._state, env._obs, env._elapsed = state, obs, elapsed
+        return obs, reward, terminated, truncated, info
+
+    def reset_counters(self, env, mask) -> None:
+        reset_counters(env, mask)
+
+    rollout_advance = HostBatch.rollout_advance  # an open-loop rollout reads NumPy results, as in NumPy mode
+
+
+TORCH_BATCH = TorchBatch()
