@@ -61,7 +61,7 @@ def test_docs_python_examples_run(path):
     "module",
     [
         wmenv,
-        wmenv._base,
+        wmenv.render,
         wmenv.env,
         wmenv.vector,
         wmenv._core_py,

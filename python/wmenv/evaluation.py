@@ -134,7 +134,8 @@ def _windows(data, horizon: int):
 def _to_model(env, observations):
     """Real observations as the model's state: encode_fn's, or as they are
     (a tensor on the model's device for a torch model)."""
-    from ._base import _as_model_input, _model_device
+    from .layers import as_model_input as _as_model_input
+    from .options import model_device as _model_device
 
     if env._start is not None:
         return env._start.encode(observations, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable, Optional
 
@@ -11,7 +10,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from . import _backend, _spaces, torch_route
+from . import _backend, _spaces
 from ._base import WorldModelBase, _is_grad_enabled, _set_grad_enabled
 from .autoreset import MODES, check_reset_mask, merge_by_mask
 from .batch_reset import reset_batch
@@ -214,25 +213,6 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
 
     def _snapshot_envs(self) -> Optional[int]:
         return self.num_envs
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if _torch is not None and isinstance(self.__dict__.get("_elapsed"), _torch.Tensor):
-            torch_route.restore_counters(self, self._autoreset)  # the host mask: a view of the device mask again
-
-    def get_state(self, copy: bool = False):
-        snapshot = super().get_state(copy)
-        if _torch is not None and isinstance(snapshot.elapsed, _torch.Tensor):  # output="torch": counters on the device
-            snapshot = dataclasses.replace(snapshot, elapsed=snapshot.elapsed.clone())
-        return snapshot
-
-    def set_state(self, snapshot) -> None:
-        super().set_state(snapshot)
-        if self._torch_out is not None and isinstance(self._elapsed, _torch.Tensor):
-            self._elapsed = self._elapsed.clone()  # the device copies of the counters and the ended mask replay too
-            torch_route.restore_counters(self, self._autoreset)
-        elif self._torch_out is not None and isinstance(snapshot.elapsed, np.ndarray):
-            self._elapsed = np.copy(snapshot.elapsed)
 
     @property
     def state(self):
