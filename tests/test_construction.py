@@ -145,3 +145,25 @@ def test_make_world_model_env(backend):
 def test_unknown_backend_argument():
     with pytest.raises(ValueError, match="backend must be one of 'native', 'python', got 'cuda'"):
         WorldModelEnv(Recorder(), BOX2, ACT1, backend="cuda")
+
+
+def test_both_signatures_take_exactly_the_shared_options():
+    """SHARED_OPTIONS is the one list: both constructors take each of its
+    options, with the same default, plus only their own."""
+    import inspect
+
+    from wmenv import WorldModelEnv, WorldModelVectorEnv
+    from wmenv.options import SHARED_OPTIONS
+
+    single = inspect.signature(WorldModelEnv.__init__).parameters
+    vector = inspect.signature(WorldModelVectorEnv.__init__).parameters
+
+    def keyword_only(params):
+        return {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+    own_single, own_vector = {"seed"}, {"seed", "autoreset_mode", "batch_axes", "group_size"}
+    assert set(keyword_only(single)) == set(SHARED_OPTIONS) | own_single
+    assert set(keyword_only(vector)) == set(SHARED_OPTIONS) | own_vector
+    assert len(set(SHARED_OPTIONS)) == len(SHARED_OPTIONS)
+    for name in SHARED_OPTIONS:
+        assert keyword_only(single)[name] == keyword_only(vector)[name], name

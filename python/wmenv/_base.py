@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+
 from . import _backend, _spaces, _staging
 from ._snapshots import Snapshots
 from .chunks import chunk_space, repeat_frames
@@ -99,6 +101,8 @@ class WorldModelBase(Options, Snapshots):
     )
     _discrete = None  # a vector env's Discrete action range, checked per env
     _reward_layer: Any
+    _np_random: Any  # Gymnasium's, seeded by _seed
+    _np_random_seed: Any
 
     def _compile(self):
         """Inspects adapters and precompiles spaces: everything a step must not redo."""
@@ -162,6 +166,17 @@ class WorldModelBase(Options, Snapshots):
         """``relative_reward``: the reset observations' scores are the next step's baseline."""
         if self._reward_layer is not None and self._reward_layer.relative:
             self._reward_layer.rebase(obs, mask)
+
+    def _seed(self, seed: int) -> None:
+        """Seeds the NumPy RNG, the generator and the spaces (``seed``, ``seed + 1``, ...)."""
+        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        if self._generator is not None:
+            self._generator.manual_seed(seed)
+        for i, space in enumerate(self._seeded_spaces()):
+            space.seed(seed + i)
+
+    def _seeded_spaces(self) -> tuple:  # pragma: no cover - each env defines it
+        raise NotImplementedError
 
     def _build_plan(self):
         """The single env's one-call step, where its options allow one."""

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from . import _backend
+
 _ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
 
@@ -104,3 +106,21 @@ def add_batch_of_one(action):
     if unsqueeze is not None:
         return unsqueeze(0)
     return np.expand_dims(np.asarray(action), 0)
+
+
+def batch_specs(single_action_space, observation_space, action_space, num_envs: int, torch_actions: bool):
+    """A vector env's ``(obs_spec, action_spec, discrete)``: the batched
+    spaces' specs, with a MultiDiscrete or MultiBinary action's per-entry
+    ranges kept (Gymnasium batches them into an integer Box) and a Discrete
+    action's range as ``discrete = (start, n)``, checked per env by the step
+    instead of by the conversion (so the error names the env)."""
+    torch_module = _backend.torch
+    obs_spec = observation_spec(observation_space)
+    act_spec = action_spec(action_space, torch_module, None, torch_actions)
+    space = single_action_space
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        act_spec = batched_action_spec(action_spec(space, torch_module, None, torch_actions), num_envs)
+    discrete = (int(space.start), int(space.n)) if isinstance(space, spaces.Discrete) and act_spec else None
+    if discrete is not None:
+        act_spec = act_spec[:4] + (None,) + act_spec[5:]
+    return obs_spec, act_spec, discrete

@@ -35,7 +35,9 @@ __all__ = [
     "Disabled",
     "NextStep",
     "SameStep",
+    "check_autoreset_mode",
     "check_batch_axes",
+    "check_batch_axes_option",
     "check_reset_mask",
     "env_slice",
     "leaf_paths",
@@ -58,6 +60,28 @@ def _kind(x) -> str:
     if isinstance(x, np.ndarray):
         return "array"
     return type(x).__name__
+
+
+def check_autoreset_mode(value, output: str = "numpy") -> AutoresetMode:
+    """``value`` as an ``AutoresetMode``; ``output="torch"`` works with NEXT_STEP or DISABLED."""
+    try:
+        mode = AutoresetMode(value)
+    except ValueError:
+        allowed = ", ".join(f"AutoresetMode.{m.name}" for m in AutoresetMode)
+        raise ValueError(f"autoreset_mode must be one of {allowed}, got {value!r}") from None
+    if output == "torch" and mode is AutoresetMode.SAME_STEP:
+        raise ValueError(
+            'output="torch" works with autoreset_mode NEXT_STEP or DISABLED; SAME_STEP\'s final_obs is an '
+            "object array of NumPy observations"
+        )
+    return mode
+
+
+def check_batch_axes_option(batch_axes):
+    """``batch_axes`` as given: an int for every state leaf, or a dict from leaf paths to ints."""
+    if not isinstance(batch_axes, (int, dict)) or isinstance(batch_axes, bool):
+        raise TypeError(f"batch_axes must be an int or a dict from state paths to ints, got {batch_axes!r}")
+    return batch_axes
 
 
 def check_reset_mask(mask, num_envs: int) -> None:

@@ -7,20 +7,10 @@ from typing import Any, Callable, Optional
 import gymnasium as gym
 
 from . import _spaces
-from ._base import (
-    _NOT_RESET,
-    SHARED_OPTIONS,
-    WorldModelBase,
-    _is_grad_enabled,
-    _set_grad_enabled,
-    _torch,
-)
-from .route import StepPlan, single_route
+from ._base import _NOT_RESET, WorldModelBase, _torch
+from .route import single_route, step_plan
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
-
-_AdapterHost = WorldModelBase  # the name earlier modules used
-_SHARED_OPTIONS = SHARED_OPTIONS
 
 
 class WorldModelEnv(WorldModelBase, gym.Env):
@@ -186,39 +176,11 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
 
     def _build_plan(self):
-        """The step in one core call (action conversion, transition, result,
-        time limit, autograd switch) for options that need nothing between
-        those parts: no action transform, batch of one, device or torch output."""
-        self._plan = None
-        if (
-            self._transform is not None
-            or self._batch_of_one
-            or self._action_device is not None
-            or self._torch_out is not None
-        ):
-            self._route = single_route(self)
-            return
-        grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
-        self._plan = StepPlan(
-            transition=self._transition,
-            action_spec=self._action_spec,
-            obs_spec=self._model_obs_spec,
-            reward_fn=self._reward,
-            terminal_fn=self._terminal,
-            info_model_state=self.info_model_state,
-            protect=True,  # observations handed out never change later
-            cast_hook=self._cast_hook,
-            grad_switch=grad_switch,
-            max_episode_steps=self._step_limit,
-        )
+        self._plan = step_plan(self)
         self._route = single_route(self)
 
-    def _seed(self, seed):
-        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        if self._generator is not None:
-            self._generator.manual_seed(seed)
-        self.observation_space.seed(seed)
-        self.action_space.seed(None if seed is None else seed + 1)
+    def _seeded_spaces(self):
+        return (self.observation_space, self.action_space)
 
     def _has_position(self) -> bool:
         return self._obs is not _NOT_RESET

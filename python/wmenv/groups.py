@@ -32,7 +32,14 @@ from . import _backend
 
 _torch: Any = _backend.torch
 
-__all__ = ["check_group_size", "check_seeds", "group_sources", "share_within_groups", "to_device"]
+__all__ = ["check_group_size", "check_num_envs", "check_seeds", "group_sources", "share_within_groups", "to_device"]
+
+
+def check_num_envs(value) -> int:
+    """``num_envs`` as a positive int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"num_envs must be a positive int, got {value!r}")
+    return int(value)
 
 
 def check_group_size(group_size, num_envs: int) -> Optional[int]:

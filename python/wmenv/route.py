@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
@@ -44,9 +45,11 @@ __all__ = [
     "OneCallBatch",
     "OneCallStep",
     "StepPlan",
+    "batch_plan",
     "batch_route",
     "prepare_action",
     "single_route",
+    "step_plan",
 ]
 
 
@@ -81,6 +84,58 @@ class BatchPlan(NamedTuple):
     action_check: Any  # called on the converted actions (a Discrete space's range), or None
 
 
+def _grad_switch(env):
+    """``(is_enabled, set_enabled)`` for a core that turns autograd off around the call, or ``None``."""
+    if not env._no_grad or _torch is None:
+        return None
+    return (_torch.is_grad_enabled, _torch._C._set_grad_enabled)
+
+
+def step_plan(env) -> Optional[StepPlan]:
+    """The single env's step in one core call (action conversion, transition,
+    result, time limit, autograd switch), for options that need nothing
+    between those parts: no action transform, batch of one, device or torch output."""
+    if env._transform is not None or env._batch_of_one or env._action_device is not None or env._torch_out is not None:
+        return None
+    return StepPlan(
+        transition=env._transition,
+        action_spec=env._action_spec,
+        obs_spec=env._model_obs_spec,
+        reward_fn=env._reward,
+        terminal_fn=env._terminal,
+        info_model_state=env.info_model_state,
+        protect=True,  # observations handed out never change later
+        cast_hook=env._cast_hook,
+        grad_switch=_grad_switch(env),
+        max_episode_steps=env._step_limit,
+    )
+
+
+def batch_plan(env) -> Optional[BatchPlan]:
+    """The vector env's model call and result in one core call, for options
+    that need nothing between its parts (no action transform, device actions
+    or torch output); a Discrete space's range check rides along."""
+    if env._transform is not None or env._action_device is not None or env._torch_out is not None:
+        return None
+    check = None
+    if env._discrete is not None:
+        low, n = env._discrete
+        check = functools.partial(check_discrete_range, low, n, env.single_action_space)
+    return BatchPlan(
+        transition=env._transition,
+        action_spec=env._action_spec,
+        obs_spec=env._obs_spec,
+        reward_fn=env._reward,
+        terminal_fn=env._terminal,
+        num_envs=env.num_envs,
+        protect=True,  # observations handed out never change later
+        cast_hook=env._cast_hook,
+        grad_switch=_grad_switch(env),
+        max_episode_steps=env._step_limit,
+        action_check=check,
+    )
+
+
 def check_discrete_range(low, n, space, action):
     """A ValueError naming the first env whose action is outside ``space``."""
     values = action.cpu().numpy() if _torch is not None and isinstance(action, _torch.Tensor) else np.asarray(action)
@@ -102,7 +157,8 @@ def prepare_action(env, action):
     if env._batch_of_one:
         model_action = _spaces.add_batch_of_one(model_action)
     if env._discrete is not None:  # a vector env's Discrete range, checked per env
-        check_discrete_range(*env._discrete, env.single_action_space, model_action)
+        low, n = env._discrete
+        check_discrete_range(low, n, env.single_action_space, model_action)
     if env._action_device is not None:
         model_action = _staging.to_device(model_action, env._action_device)
     return model_action

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Optional
 
 import gymnasium as gym
@@ -11,31 +10,17 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces
-from ._base import WorldModelBase, _is_grad_enabled, _set_grad_enabled
-from .autoreset import MODES, check_reset_mask, merge_by_mask
+from ._base import WorldModelBase
+from .autoreset import MODES, check_autoreset_mode, check_batch_axes_option, check_reset_mask, merge_by_mask
 from .batch_reset import reset_batch
-from .groups import check_group_size, check_seeds
+from .groups import check_group_size, check_num_envs, check_seeds
 from .imagination import imagine
 from .planning import Rollout, open_loop
-from .route import BatchPlan, batch_route, check_discrete_range
+from .route import batch_plan, batch_route
 
 __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 
 _torch: Any = _backend.torch
-
-
-def _check_num_envs(value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"num_envs must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _autoreset_mode(value):
-    try:
-        return AutoresetMode(value)
-    except ValueError:
-        allowed = ", ".join(f"AutoresetMode.{m.name}" for m in AutoresetMode)
-        raise ValueError(f"autoreset_mode must be one of {allowed}, got {value!r}") from None
 
 
 class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
@@ -121,21 +106,14 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         chunk_frames: bool = True,
         group_size: Optional[int] = None,
     ):
-        self.num_envs = _check_num_envs(num_envs)
+        self.num_envs = check_num_envs(num_envs)
         self.group_size = check_group_size(group_size, self.num_envs)
         self._env_seeds = None
-        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.autoreset_mode = check_autoreset_mode(autoreset_mode, output)
         self._autoreset_route = MODES[self.autoreset_mode]  # what a step does about envs that ended
         self._store_options(world_model, observation_space, action_space, locals())
         self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
-        if self.output == "torch" and self.autoreset_mode is AutoresetMode.SAME_STEP:
-            raise ValueError(
-                'output="torch" works with autoreset_mode NEXT_STEP or DISABLED; SAME_STEP\'s final_obs is an '
-                "object array of NumPy observations"
-            )
-        if not isinstance(batch_axes, (int, dict)) or isinstance(batch_axes, bool):
-            raise TypeError(f"batch_axes must be an int or a dict from state paths to ints, got {batch_axes!r}")
-        self.batch_axes = batch_axes
+        self.batch_axes = check_batch_axes_option(batch_axes)
         self._axes_checked = not isinstance(batch_axes, dict)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         observation_space, action_space = self._chunked(observation_space, action_space)
@@ -156,57 +134,17 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
             self._seed(seed)
 
     def _compile_specs(self):
-        self._obs_spec = _spaces.observation_spec(self.observation_space)
-        self._model_obs_spec = self._obs_spec
-        self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
-        space = self.single_action_space
-        if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
-            # Gymnasium batches these into an integer Box: keep the per-entry ranges, one row per env
-            self._action_spec = _spaces.batched_action_spec(
-                _spaces.action_spec(space, _torch, None, self.torch_actions), self.num_envs
-            )
-        self._discrete = (
-            (int(space.start), int(space.n)) if isinstance(space, gym.spaces.Discrete) and self._action_spec else None
+        self._obs_spec, self._action_spec, self._discrete = _spaces.batch_specs(
+            self.single_action_space, self.observation_space, self.action_space, self.num_envs, self.torch_actions
         )
-        if self._discrete is not None:  # the batched MultiDiscrete's range: checked per env, naming the env
-            self._action_spec = self._action_spec[:4] + (None,) + self._action_spec[5:]
+        self._model_obs_spec = self._obs_spec
 
     def _build_plan(self):
-        """The step's model call and result in one core call, for options that
-        need nothing between its parts (no action transform, device actions
-        or torch output); a Discrete space's range check rides along."""
-        self._plan = self._batch_plan = None
-        if self._transform is not None or self._action_device is not None or self._torch_out is not None:
-            self._route = batch_route(self)
-            return
-        grad_switch = (_is_grad_enabled, _set_grad_enabled) if self._no_grad and _torch is not None else None
-        space = self.single_action_space
-        self._batch_plan = BatchPlan(
-            transition=self._transition,
-            action_spec=self._action_spec,
-            obs_spec=self._obs_spec,
-            reward_fn=self._reward,
-            terminal_fn=self._terminal,
-            num_envs=self.num_envs,
-            protect=True,  # observations handed out never change later
-            cast_hook=self._cast_hook,
-            grad_switch=grad_switch,
-            max_episode_steps=self._step_limit,
-            action_check=None
-            if self._discrete is None
-            else functools.partial(check_discrete_range, *self._discrete, space),
-        )
-        self._plan = self._batch_plan
+        self._plan = self._batch_plan = batch_plan(self)
         self._route = batch_route(self)
 
-    def _seed(self, seed):
-        self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        if self._generator is not None:
-            self._generator.manual_seed(seed)
-        for i, space in enumerate(
-            (self.single_observation_space, self.single_action_space, self.observation_space, self.action_space)
-        ):
-            space.seed(seed + i)
+    def _seeded_spaces(self):
+        return (self.single_observation_space, self.single_action_space, self.observation_space, self.action_space)
 
     def _has_position(self) -> bool:
         return self._obs is not None
