@@ -13,6 +13,7 @@ import numpy as np
 
 
 def quickstart(steps: int, seed: int) -> None:
+    """Steps a small torch world model ``steps`` times and prints the step rate."""
     import gymnasium as gym
 
     try:
@@ -144,6 +145,7 @@ def evaluate_factory(target: str, args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m wmenv`` command line (demo, quickstart, check, evaluate)."""
     parser = argparse.ArgumentParser(prog="wmenv", description="A trained world model as a fast Gymnasium environment.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(

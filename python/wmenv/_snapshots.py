@@ -158,7 +158,12 @@ class Snapshots:
     def set_state(self, snapshot: Snapshot) -> None:
         """Restores a :meth:`get_state` snapshot: the same actions then replay
         the same trajectory, bit for bit (the model's randomness included,
-        when it draws from the ``generator`` the env hands it)."""
+        when it draws from the ``generator`` the env hands it).
+
+        Args:
+            snapshot: what :meth:`get_state` returned, on an env of the same
+                kind and size (its example restores one).
+        """
         self._check_snapshot(snapshot)
         state, obs = snapshot.state, snapshot.observation
         if snapshot.copied:

@@ -236,7 +236,7 @@ _TORCH_DTYPES: dict = {}
 
 
 def _torch_dtype(dtype):
-    """torch's dtype for a NumPy one (perf: cached; finding it costs a tensor op)."""
+    """Torch's dtype for a NumPy one (perf: cached; finding it costs a tensor op)."""
     found = _TORCH_DTYPES.get(dtype)
     if found is None:
         found = _TORCH_DTYPES[dtype] = _torch.from_numpy(np.zeros(0, dtype)).dtype
@@ -263,7 +263,6 @@ def first_leaf(tree):
 def parse_reset(result, obs_spec, default_state, default_obs, matches_structure):
     """The ``(state, raw_obs, info)`` of a reset result, read by the same rules
     as the NumPy path's ``normalize_reset`` (leaves are not converted)."""
-
     state, info = default_state, None
     if isinstance(result, tuple):
         items = tuple(result)

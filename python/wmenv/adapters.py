@@ -101,6 +101,7 @@ def bind_leading(fn, fixed: tuple, n_rest: int, generator=None):
 
 
 def find_method(obj, names):
+    """``(name, method)`` of the first callable attribute of ``obj`` named in ``names``, or ``(None, None)``."""
     for name in names:
         method = getattr(obj, name, None)
         if method is not None and callable(method):

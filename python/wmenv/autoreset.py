@@ -347,6 +347,7 @@ class NextStep(_Mode):
     mode = AutoresetMode.NEXT_STEP
 
     def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
+        """Resets the envs that ended last step (their reward, flags and counters zeroed)."""
         mask = env._autoreset
         if not _count(mask):
             return state, obs
@@ -360,6 +361,7 @@ class NextStep(_Mode):
         return state, obs
 
     def resets_before_stepping(self, env) -> bool:
+        """Whether any env ended last step."""
         return bool(_count(env._autoreset))
 
 
@@ -370,6 +372,7 @@ class SameStep(_Mode):
     mode = AutoresetMode.SAME_STEP
 
     def after_step(self, env, state, obs, reward, terminated, truncated, info, elapsed, ended):
+        """Resets the envs that ended this step, keeping their last observation and info."""
         if not _count(ended):
             return state, obs
         # the last observation and info, in Gymnasium's layout: final_obs an
@@ -386,6 +389,7 @@ class SameStep(_Mode):
         return state, obs
 
     def ended_mask(self, env, ended):
+        """Nothing is pending: every env that ended was reset already."""
         return env._autoreset  # every env that ended was reset already: nothing is pending
 
 
@@ -396,6 +400,7 @@ class Disabled(_Mode):
     mode = AutoresetMode.DISABLED
 
     def check(self, env) -> None:
+        """Refuses the step while envs that ended have not been reset."""
         if env._autoreset.any():
             raise RuntimeError(
                 f"envs {np.flatnonzero(env._autoreset).tolist()} have ended; with autoreset_mode DISABLED, "

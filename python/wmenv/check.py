@@ -43,12 +43,15 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """Whether no check failed."""
         return not self.failures
 
     def say(self, line: str) -> None:
+        """Adds a line to the report."""
         self.lines.append(line)
 
     def fail(self, line: str) -> None:
+        """Adds a line to the report and marks the report failed."""
         self.failures.append(line)
         self.lines.append("FAIL " + line)
 

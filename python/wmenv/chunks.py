@@ -47,6 +47,7 @@ __all__ = ["ChunkStep", "check_chunk", "chunk_space"]
 
 
 def check_chunk(chunk, chunk_reward) -> Optional[int]:
+    """``chunk`` as a positive int or ``None``, with ``chunk_reward`` checked beside it."""
     if chunk is None:
         return None
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
@@ -99,6 +100,7 @@ class ChunkStep:
         self.parse_step, self.batched = parse_step, batched
 
     def __call__(self, state, action):
+        """One model call: the chunk's steps reduced to one env step."""
         result = self.transition(state, action)
         next_state, obs, reward, terminated, truncated, info = self.parse_step(result, state)
         if isinstance(result, Mapping) and not any(k in result for k in OBSERVATION_KEYS):

@@ -42,6 +42,7 @@ class Progress:
         self.live = sys.stderr.isatty()  # redrawn in a terminal; one final line in a log
 
     def update(self, done: int, note: str = "", force: bool = False):
+        """Redraws the bar at ``done`` steps (at most every tenth of a second unless ``force``)."""
         now = time.perf_counter()
         if not force and (not self.live or now - self.last < 0.1):
             return
@@ -52,6 +53,7 @@ class Progress:
         sys.stderr.flush()
 
     def close(self, note: str = ""):
+        """Draws the bar full and ends its line."""
         self.update(self.total, note, force=True)
         sys.stderr.write("\n")
 
@@ -67,6 +69,7 @@ class Transitions:
     starts: list = field(default_factory=list)
 
     def arrays(self):
+        """The collected transitions as NumPy arrays."""
         return (
             np.asarray(self.obs, np.float32),
             np.asarray(self.action, np.int64),
@@ -107,6 +110,7 @@ def collect(data: Transitions, steps: int, seed: int, policy=None, epsilon: floa
 
 
 def build_model(torch, hidden: int = 128):
+    """The demo's CartPole world model: an MLP from (state, action) to next state, reward and termination."""
     nn = torch.nn
 
     class CartPoleWorldModel(nn.Module):  # type: ignore[name-defined]
@@ -237,6 +241,7 @@ def imagined_rates(model, backends, num_envs: int, rounds: int = 5, seconds: flo
 
 
 def run(args) -> dict:
+    """Runs the whole demo with the parsed ``args``: the figures it prints, as a dict."""
     torch = _require("torch", "demo")
     _require("stable_baselines3", "demo")
     from stable_baselines3 import PPO
@@ -385,6 +390,7 @@ def run(args) -> dict:
 
 
 def plot(curves: dict, path: str):
+    """Writes the learning curves to ``path`` as a PNG (needs matplotlib)."""
     try:
         import matplotlib
 
@@ -406,6 +412,7 @@ def plot(curves: dict, path: str):
 
 
 def parser() -> argparse.ArgumentParser:
+    """The demo's command line."""
     p = argparse.ArgumentParser(prog="wmenv demo", description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=2, help="collect -> retrain -> train rounds (Dyna style)")
@@ -421,6 +428,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Runs the demo from the command line; the exit status."""
     args = parser().parse_args(argv)
     run(args)
     return 0

@@ -36,6 +36,7 @@ class Notes:
         self.unchecked = True  # the step result's keys are yet to be looked at
 
     def warn_once(self, key, message):
+        """Warns with ``message`` the first time ``key`` is seen."""
         if key in self.said:
             return
         self.said.add(key)

@@ -115,6 +115,7 @@ class EnsembleOptions:
 
     @classmethod
     def build(cls, members, member, uncertainty, penalty, halt_threshold, halt_reward) -> Optional[EnsembleOptions]:
+        """The options as given to the constructor, checked, or ``None`` without ``members``."""
         if members is None:
             if uncertainty is not None or penalty not in (0, 0.0) or halt_threshold is not None:
                 raise ValueError("uncertainty, penalty and halt_threshold need members=E (an ensemble model)")
@@ -140,9 +141,11 @@ class StackedEnsemble:
             raise ValueError("an ensemble given as a list needs at least one callable member")
 
     def __call__(self, state, action):
+        """Calls every member and stacks their outputs along a leading member axis."""
         return _stack([m(state, action) for m in self.modules])
 
     def close(self):
+        """Calls each member's ``close()`` where it has one."""
         for m in self.modules:
             close = getattr(m, "close", None)
             if callable(close):

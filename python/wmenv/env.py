@@ -207,6 +207,19 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             options: passed to the reset (``{}`` when ``None``);
                 ``{"state": s}`` (and optionally ``"observation"``) starts
                 from ``s`` without calling the reset.
+
+        Returns:
+            ``(obs, info)``: the first observation and the reset's info.
+
+        Example:
+            >>> import numpy as np, gymnasium as gym
+            >>> from wmenv import WorldModelEnv
+            >>> env = WorldModelEnv(None, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...                     transition_fn=lambda m, s, a: (s + a, s + a, float(s[0])),
+            ...                     initial_state=np.zeros(1, np.float32), torch_actions=False)
+            >>> obs, info = env.reset(seed=0, options={"state": np.full(1, 2.0, np.float32)})
+            >>> obs.tolist(), info
+            ([2.0], {})
         """
         super().reset(seed=seed)
         if seed is not None:
@@ -228,7 +241,22 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         """Advances the model one step: ``(obs, reward, terminated,
         truncated, info)`` with a Python ``float`` and ``bool``s (tensors with
         ``output="torch"``); ``info`` holds ``elapsed_steps``. An error in the
-        model or an adapter leaves the env as it was."""
+        model or an adapter leaves the env as it was.
+
+        Args:
+            action: an action of ``action_space`` (NumPy, a tensor, a number or a list).
+
+        Example:
+            >>> import numpy as np, gymnasium as gym
+            >>> from wmenv import WorldModelEnv
+            >>> env = WorldModelEnv(None, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...                     transition_fn=lambda m, s, a: (s + a, s + a, float(s[0])),
+            ...                     initial_state=np.zeros(1, np.float32), torch_actions=False)
+            >>> _ = env.reset(seed=0)
+            >>> obs, reward, terminated, truncated, info = env.step(np.ones(1, np.float32))
+            >>> obs.tolist(), reward, terminated, truncated, info["elapsed_steps"]
+            ([1.0], 0.0, False, False, 1)
+        """
         if self._obs is _NOT_RESET:
             raise RuntimeError("Call reset() before step().")
         if self._offloaded is not None:
@@ -243,7 +271,20 @@ class WorldModelEnv(WorldModelBase, gym.Env):
     def render(self):
         """The current frame: ``render_fn``'s, or the observation's
         ``image``/``pixels``/``rgb`` entry, or the observation, as NumPy
-        (channels-first images as ``(H, W, 3)`` ``uint8``)."""
+        (channels-first images as ``(H, W, 3)`` ``uint8``).
+
+        Example:
+            >>> import numpy as np, gymnasium as gym
+            >>> from wmenv import WorldModelEnv
+            >>> frames = gym.spaces.Box(0, 1, (3, 8, 8))
+            >>> env = WorldModelEnv(None, frames, gym.spaces.Discrete(2), render_mode="rgb_array",
+            ...                     transition_fn=lambda m, s, a: (s, s, 0.0),
+            ...                     initial_observation=np.ones((3, 8, 8), np.float32), torch_actions=False)
+            >>> _ = env.reset(seed=0)
+            >>> frame = env.render()
+            >>> frame.shape, frame.dtype, int(frame.max())
+            ((8, 8, 3), dtype('uint8'), 255)
+        """
         return self._frame(None if self._obs is _NOT_RESET else self._obs, 0)
 
     def close(self):

@@ -79,6 +79,7 @@ def _check_max_episode_steps(value):
 
 
 def model_device(world_model, device):
+    """The model's torch device: ``device`` if given, else its first parameter's or buffer's, else the CPU."""
     if device is not None:
         return _torch.device(device)
     if _torch is not None and isinstance(world_model, _torch.nn.Module):

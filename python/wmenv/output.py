@@ -143,6 +143,7 @@ class TorchResults:
         self.out = out
 
     def step(self, env, state, action, elapsed):
+        """One env's model call from ``state``, as tensors; its observation safe to hand out."""
         result = env._transition(state, action)
         if env._notes.unchecked:
             env._notes.check_keys("step", result)
@@ -215,6 +216,7 @@ class TorchResults:
         return state, obs, reward, terminated, truncated, info, can_end
 
     def reset(self, env, held):
+        """``(state, obs, info)`` of the reset result ``held[0]``, as tensors."""
         result = held.pop()
         out = parse_reset(result, env._model_obs_spec, env.initial_state, env.initial_observation, env._matches)
         if self.out.device is None:  # beside the model's state, wherever that is
@@ -225,14 +227,17 @@ class TorchResults:
         return self.out.secure(out, 1)
 
     def start_batch(self, env, mask, state, held, obs):
+        """``(state, obs)`` with the start observations ``held[0]`` merged in by ``mask``, as tensors."""
         merged = [scatter_by_mask(mask, held.pop(), obs, 0, "observation")]
         out = (state, self.out.observation(merged.pop(), env._obs_spec, protect=True))
         return self.out.secure(out, 1)
 
     def sample(self, env):
+        """A sample of the observation space, as tensors."""
         return self.out.observation(env.observation_space.sample(), env._obs_spec)
 
     def truncated(self, truncated):
+        """The single env's flag at its time limit, as a tensor."""
         return _torch.ones_like(truncated)
 
 

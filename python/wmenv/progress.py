@@ -77,6 +77,7 @@ class Progress:
         self._bar: Optional[_Bar] = None
 
     def __call__(self, state, action):
+        """The wrapped model call, timed and reported."""
         start = time.perf_counter()
         result = self.transition(state, action)
         seconds = time.perf_counter() - start
@@ -92,6 +93,7 @@ class Progress:
         return result
 
     def close(self) -> None:
+        """Closes the tqdm bar, when there is one."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

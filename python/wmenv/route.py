@@ -171,6 +171,7 @@ class ComposedStep:
     """Prepare the action, call the model, read the result by the env's result kind."""
 
     def step(self, env, action, elapsed):
+        """The step, then the one-call route once the keys have been looked at."""
         results = env._results
         with env._autograd_off:
             state, obs, reward, terminated, truncated, info = results.step(
@@ -195,6 +196,7 @@ class OneCallStep:
         self.plan = plan
 
     def step(self, env, action, elapsed):
+        """The step's one core call; a sample of the space when the result has no observation."""
         out = env._run_step(self.plan, env._state, action, elapsed)
         if out[1] is None:  # a result without an observation: a sample of the space
             return (out[0], env._results.sample(env), *out[2:])
@@ -259,6 +261,7 @@ class ComposedBatch(HostBatch):
     """Prepare the actions, call the model, read the batch by the env's result kind."""
 
     def advance(self, env, actions):
+        """The batch and its counters through the result kind, under the env's autograd rule."""
         with env._autograd_off:
             out = env._results.step_batch(env, env._state, prepare_action(env, actions))
         elapsed, ended = env._count_steps(env._elapsed, out[3], out[4], env._step_limit)
@@ -274,9 +277,11 @@ class OneCallBatch(HostBatch):
         self.plan = plan
 
     def advance(self, env, actions):
+        """The batch and its counters in one core call."""
         return env._run_step_batch(self.plan, env._state, actions, env._elapsed)
 
     def rollout_advance(self, env):
+        """A rollout's advance through the same core call, without time limit or ownership checks."""
         # no ownership check (rows copy each step), no autograd switch (the
         # rollout holds it around its loop), no time limit; counters thrown away
         plan = self.plan._replace(protect=False, grad_switch=None, max_episode_steps=None)

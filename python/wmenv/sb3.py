@@ -94,6 +94,7 @@ class WorldModelVecEnv(VecEnv):
         return cls(WorldModelVectorEnv(world_model, num_envs, observation_space, action_space, **kwargs))
 
     def reset(self):
+        """Resets every env: the batched observations."""
         seed = self._seeds[0]
         options = dict(self._options[0]) if self._options[0] else None
         obs, info = self.env.reset(seed=seed, options=options)
@@ -105,9 +106,11 @@ class WorldModelVecEnv(VecEnv):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
+        """Keeps the actions for :meth:`step_wait`."""
         self._actions = actions
 
     def step_wait(self):
+        """Steps with the kept actions: SB3's ``(obs, rewards, dones, infos)``."""
         obs, rewards, terminated, truncated, info = self.env.step(self._actions)
         dones = terminated | truncated
         self._returns += rewards
@@ -125,6 +128,7 @@ class WorldModelVecEnv(VecEnv):
         return obs, rewards, dones, infos
 
     def close(self) -> None:
+        """Closes the wrapped env."""
         self.env.close()
 
     def seed(self, seed: Optional[int] = None):
@@ -136,18 +140,23 @@ class WorldModelVecEnv(VecEnv):
         return len(list(self._get_indices(indices)))
 
     def get_attr(self, attr_name: str, indices=None) -> list:
+        """The attribute of the wrapped env, once per selected env."""
         return [getattr(self.env, attr_name)] * self._count(indices)
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        """Sets the attribute on the wrapped env."""
         setattr(self.env, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list:
+        """Calls the wrapped env's method, once per selected env."""
         result = getattr(self.env, method_name)(*method_args, **method_kwargs)
         return [result] * self._count(indices)
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list:
+        """Whether the wrapped env is wrapped by ``wrapper_class``, per selected env."""
         return [False] * self._count(indices)
 
     def get_images(self) -> Sequence[Optional[np.ndarray]]:
+        """The frame of each env."""
         frames = self.env.render()
         return [None] * self.num_envs if frames is None else list(frames)

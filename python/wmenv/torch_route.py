@@ -77,6 +77,7 @@ class TorchBatch:
     the counter's increment and one in-place ``logical_or`` into the ended mask."""
 
     def step(self, env, actions):
+        """Steps every env on the device: Gymnasium's batched step, as tensors."""
         mode = env._autoreset_route
         with env._autograd_off:
             elapsed = env._elapsed + 1
@@ -107,6 +108,7 @@ class TorchBatch:
         return obs, reward, terminated, truncated, info
 
     def reset_counters(self, env, mask) -> None:
+        """Zeroes the device counters and the ended mask of the envs ``mask`` reset."""
         reset_counters(env, mask)
 
     rollout_advance = HostBatch.rollout_advance  # an open-loop rollout reads NumPy results, as in NumPy mode

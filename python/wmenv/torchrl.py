@@ -169,6 +169,7 @@ class TorchRLEnv(EnvBase):
         self._seed = seed
 
     def close(self, *, raise_if_closed: bool = True) -> None:
+        """Closes the wrapped vector env."""
         self.env.close()
         super().close(raise_if_closed=raise_if_closed)
 

@@ -64,6 +64,7 @@ class TerminationThreshold:
         self.transition, self.threshold, self.parse_step = transition, threshold, parse_step
 
     def __call__(self, state, action):
+        """The model call with the termination head's probability read as a flag."""
         result = self.transition(state, action)
         if self.parse_step is None:  # already the 6-tuple (the docstring's example)
             parts = tuple(result)
@@ -78,7 +79,7 @@ class TerminationThreshold:
 
 
 def _default_generator(device):
-    """torch's global generator of ``device`` (the CPU's, or that CUDA device's)."""
+    """Torch's global generator of ``device`` (the CPU's, or that CUDA device's)."""
     if device.type == "cuda":
         index = device.index if device.index is not None else _torch.cuda.current_device()
         return _torch.cuda.default_generators[index]
@@ -100,6 +101,7 @@ class GlobalRNG:
         self.default = _default_generator(generator.device)
 
     def wrap(self, fn: Optional[Callable]) -> Optional[Callable]:
+        """``fn`` with the env's generator as torch's global one around each call."""
         if fn is None:
             return None
         generator, default = self.generator, self.default

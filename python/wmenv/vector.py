@@ -169,8 +169,24 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         selects, merging the reset's result into the batch by that mask.
 
         Args:
-            seed: seeds the env's generator, NumPy RNG and spaces.
+            seed: seeds the env's generator, NumPy RNG and spaces (an int,
+                or one int per env).
             options: passed to the reset, with ``reset_mask`` set.
+
+        Returns:
+            ``(obs, info)``: the batched observations and the reset's info.
+
+        Example:
+            >>> import numpy as np, gymnasium as gym, torch
+            >>> from wmenv import WorldModelVectorEnv
+            >>> env = WorldModelVectorEnv(None, 3, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...     transition_fn=lambda m, s, a: (s + a, s + a, (s + a)[:, 0]), initial_state=torch.zeros(3, 1),
+            ...     initial_observation=torch.zeros(3, 1))
+            >>> _ = env.reset(seed=0)
+            >>> _ = env.step(np.ones((3, 1), np.float32))
+            >>> obs, info = env.reset(options={"reset_mask": np.array([True, False, False])})
+            >>> obs[:, 0].tolist()
+            [0.0, 1.0, 1.0]
         """
         seed, self._env_seeds = check_seeds(seed, self.num_envs)
         super().reset(seed=seed)
@@ -239,7 +255,21 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
     def step(self, actions):
         """Advances all ``num_envs`` rollouts in one model call: batched
         ``(obs, reward, terminated, truncated, info)``, with autoresets as
-        ``autoreset_mode`` says."""
+        ``autoreset_mode`` says.
+
+        Args:
+            actions: a batch of ``num_envs`` actions (NumPy or a tensor).
+
+        Example:
+            >>> import numpy as np, gymnasium as gym, torch
+            >>> from wmenv import WorldModelVectorEnv
+            >>> env = WorldModelVectorEnv(None, 3, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...     transition_fn=lambda m, s, a: (s + a, s + a, (s + a)[:, 0]), initial_state=torch.zeros(3, 1))
+            >>> _ = env.reset(seed=0)
+            >>> obs, reward, terminated, truncated, info = env.step(np.ones((3, 1), np.float32))
+            >>> reward.tolist(), terminated.tolist(), info["elapsed_steps"].tolist()
+            ([1.0, 1.0, 1.0], [False, False, False], [1, 1, 1])
+        """
         if self._obs is None:
             raise RuntimeError("Call reset() before step().")
         if self._offloaded is not None:
@@ -258,7 +288,18 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
 
     def render(self):
         """Frames of all envs as one batched NumPy array (``render_fn``'s, or
-        the observation's ``image``/``pixels``/``rgb`` entry, or the observation)."""
+        the observation's ``image``/``pixels``/``rgb`` entry, or the
+        observation; channels-first images as ``(num_envs, H, W, 3)`` ``uint8``).
+
+        Example:
+            >>> import numpy as np, gymnasium as gym, torch
+            >>> from wmenv import WorldModelVectorEnv
+            >>> env = WorldModelVectorEnv(None, 3, gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)),
+            ...     transition_fn=lambda m, s, a: (s + a, s + a, (s + a)[:, 0]), initial_state=torch.zeros(3, 1))
+            >>> _ = env.reset(seed=0)
+            >>> env.render().shape
+            (3, 1)
+        """
         return self._frame(self._obs, 1)
 
     def close_extras(self, **kwargs):

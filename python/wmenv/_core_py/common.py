@@ -28,7 +28,7 @@ _TOO_DEEP = (
 
 
 def calibrate(module):
-    """torch's storage use count of memory that only one converted array
+    """Torch's storage use count of memory that only one converted array
     views, measured on a probe; ``(None, -1)`` where torch cannot tell (every
     tensor leaf is then copied)."""
     count = getattr(getattr(module, "_C", None), "_storage_Use_Count", None)
