@@ -16,7 +16,9 @@ import wmenv.env
 import wmenv.imagination
 import wmenv.planning
 import wmenv.progress
+import wmenv.render
 import wmenv.route
+import wmenv.tree
 import wmenv.vector
 import wmenv.vocabulary
 
@@ -71,6 +73,7 @@ def test_docs_python_examples_run(path):
         wmenv.progress,
         wmenv.imagination,
         wmenv.route,
+        wmenv.tree,
         wmenv.vocabulary,
     ],
     ids=lambda m: m.__name__,

@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from . import _backend
+from .tree import map_leaves
 
 _ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
@@ -91,13 +92,11 @@ def with_leading_one(spec):
 
 def first_of_batch(obs):
     """Every array leaf's first (only) batch entry, as a view."""
-    if isinstance(obs, dict):
-        return {k: first_of_batch(v) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(first_of_batch(v) for v in obs)
-    if getattr(obs, "ndim", 0) and hasattr(obs, "shape"):  # arrays and tensors
-        return obs[0]
-    return obs
+    return map_leaves(_first, obs)
+
+
+def _first(x):
+    return x[0] if getattr(x, "ndim", 0) and hasattr(x, "shape") else x  # arrays and tensors
 
 
 def add_batch_of_one(action):

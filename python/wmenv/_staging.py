@@ -10,6 +10,7 @@ The state is never staged: the next model call needs it where it is.
 from __future__ import annotations
 
 from . import _backend
+from .tree import any_leaf
 
 _torch = _backend.torch
 _MAX_DEPTH = 64
@@ -26,11 +27,7 @@ def is_device_tensor(x) -> bool:
 
 def contains_device_tensor(tree) -> bool:
     """Whether any leaf of ``tree`` (dicts, tuples, lists) is a device tensor."""
-    if isinstance(tree, dict):
-        return any(contains_device_tensor(v) for v in tree.values())
-    if isinstance(tree, (tuple, list)):
-        return any(contains_device_tensor(v) for v in tree)
-    return is_device_tensor(tree)
+    return any_leaf(is_device_tensor, tree)
 
 
 def _host_buffer(source):

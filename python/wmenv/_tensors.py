@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from .tree import MAX_DEPTH, TOO_DEEP, map_leaves
+from .tree import first_leaf as _first_leaf
 from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
@@ -83,14 +85,8 @@ class TorchOutput:
             self.observation(item, sub, f"{path}[{i}]", protect) for i, (item, sub) in enumerate(zip(items, spec[1]))
         )
 
-    def _tree(self, x, protect=False, depth=0):
-        if depth > _MAX_DEPTH:
-            raise ValueError(_TOO_DEEP)
-        if isinstance(x, Mapping):
-            return {k: self._tree(v, protect, depth + 1) for k, v in x.items()}
-        if isinstance(x, (tuple, list)):
-            return type(x)(self._tree(v, protect, depth + 1) for v in tuple(x))
-        return self.tensor(x, protect=protect)
+    def _tree(self, x, protect=False):
+        return map_leaves(lambda leaf: self.tensor(leaf, protect=protect), x)
 
     def secure_each(self, items):
         """``items`` (a list, which it clears) as a tuple with every entry
@@ -160,11 +156,7 @@ class TorchOutput:
         return _torch.zeros(num_envs, dtype=dtype, device=device)
 
 
-_MAX_DEPTH = 64
-_TOO_DEEP = (
-    f"an observation nests containers more than {_MAX_DEPTH} levels deep; "
-    "a list or dict that contains itself cannot be converted"
-)
+_MAX_DEPTH, _TOO_DEEP = MAX_DEPTH, TOO_DEEP  # the secure walk below keeps its own loop (perf)
 _SAME = object()
 _getrefcount = sys.getrefcount
 _Tensor = None if _torch is None else _torch.Tensor
@@ -245,19 +237,11 @@ def _torch_dtype(dtype):
 
 def first_leaf(tree):
     """Any tensor leaf of ``tree`` (to place new tensors beside), or None."""
-    if isinstance(tree, Mapping):
-        for v in tree.values():
-            leaf = first_leaf(v)
-            if leaf is not None:
-                return leaf
-        return None
-    if isinstance(tree, (tuple, list)):
-        for v in tree:
-            leaf = first_leaf(v)
-            if leaf is not None:
-                return leaf
-        return None
-    return tree if isinstance(tree, _torch.Tensor) else None
+    return _first_leaf(tree, _is_tensor)
+
+
+def _is_tensor(x) -> bool:
+    return isinstance(x, _torch.Tensor)
 
 
 def parse_reset(result, obs_spec, default_state, default_obs, matches_structure):

@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from . import _backend
+from .tree import leaves, map_leaves, map_paths
 
 _torch: Any = _backend.torch
 
@@ -103,11 +104,7 @@ def leaf_paths(tree, path: str = "state") -> list:
         >>> leaf_paths({"h": 0, "c": (1, 2)})
         ["state['h']", "state['c'][0]", "state['c'][1]"]
     """
-    if isinstance(tree, dict):
-        return [p for k, v in tree.items() for p in leaf_paths(v, f"{path}[{k!r}]")]
-    if isinstance(tree, (tuple, list)):
-        return [p for i, v in enumerate(tree) for p in leaf_paths(v, f"{path}[{i}]")]
-    return [path]
+    return leaves(map_paths(lambda leaf, p: p, tree, path))
 
 
 def check_batch_axes(batch_axes, state) -> None:
@@ -333,11 +330,7 @@ def _count(mask) -> int:
 
 def env_slice(obs, i):
     """Env ``i``'s part of a batched observation (dicts, tuples and lists of leaves)."""
-    if isinstance(obs, dict):
-        return {k: env_slice(v, i) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(env_slice(v, i) for v in obs)
-    return obs[i]
+    return map_leaves(lambda x: x[i], obs)
 
 
 class NextStep(_Mode):

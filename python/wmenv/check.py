@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _backend, adapters
 from ._base import SHARED_OPTIONS
+from .tree import map_leaves
 from .vocabulary import OBSERVATION_KEYS
 
 __all__ = ["check", "CheckReport"]
@@ -465,8 +466,4 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
 
 
 def _row(obs, i):
-    if isinstance(obs, dict):
-        return {k: _row(v, i) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(_row(v, i) for v in obs)
-    return np.asarray(obs)[i]
+    return map_leaves(lambda x: np.asarray(x)[i], obs)

@@ -39,6 +39,7 @@ import numpy as np
 from gymnasium import spaces
 
 from . import _backend
+from .tree import map_leaves
 from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
@@ -166,10 +167,10 @@ def _take_last(r, last):
 def _hold(obs, after, lead, t):
     """Frames after the terminating one replaced by it, leaf by leaf (leaves
     without the time axis, a last frame only, as they are)."""
-    if isinstance(obs, Mapping):
-        return {k: _hold(v, after, lead, t) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(_hold(v, after, lead, t) for v in obs)
+    return map_leaves(lambda leaf: _hold_leaf(leaf, after, lead, t), obs)
+
+
+def _hold_leaf(obs, after, lead, t):
     x = _array(obs)
     if x.ndim <= lead or x.shape[lead] != t:
         return obs
@@ -185,24 +186,23 @@ def _hold(obs, after, lead, t):
 
 
 def _last_frame(obs, lead, t):
-    if isinstance(obs, Mapping):
-        return {k: _last_frame(v, lead, t) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(_last_frame(v, lead, t) for v in obs)
-    x = _array(obs)
-    if x.ndim > lead and x.shape[lead] == t:
-        return x[:, -1] if lead else x[-1]
-    return obs
+    def last(leaf):
+        x = _array(leaf)
+        if x.ndim > lead and x.shape[lead] == t:
+            return x[:, -1] if lead else x[-1]
+        return leaf
+
+    return map_leaves(last, obs)
 
 
 def repeat_frames(obs, t: int, lead: int):
     """A start observation (one real frame) as a chunk: ``t`` copies on a new
     axis after the batch axis (``lead``), leaf by leaf."""
-    if isinstance(obs, Mapping):
-        return {k: repeat_frames(v, t, lead) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(repeat_frames(v, t, lead) for v in obs)
-    x = _array(obs)
-    if _torch is not None and isinstance(x, _torch.Tensor):
-        return _torch.stack([x] * t, dim=lead)
-    return np.stack([x] * t, axis=lead)
+
+    def repeat(leaf):
+        x = _array(leaf)
+        if _torch is not None and isinstance(x, _torch.Tensor):
+            return _torch.stack([x] * t, dim=lead)
+        return np.stack([x] * t, axis=lead)
+
+    return map_leaves(repeat, obs)

@@ -68,6 +68,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _backend, adapters
+from .tree import leaves, map_paths
 from .vocabulary import OBSERVATION_KEYS, STATE_KEYS
 
 _torch: Any = _backend.torch
@@ -171,21 +172,11 @@ def _tensor(x, like=None):
 
 
 def _map(tree, fn, path):
-    if isinstance(tree, Mapping):
-        return {k: _map(v, fn, f"{path}[{k!r}]") for k, v in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_map(v, fn, f"{path}[{i}]") for i, v in enumerate(tree))
-    if tree is None:
-        return None
-    return fn(tree, path)
+    return map_paths(lambda leaf, p: None if leaf is None else fn(leaf, p), tree, path)
 
 
 def _flat_leaves(tree):
-    if isinstance(tree, Mapping):
-        return [leaf for v in tree.values() for leaf in _flat_leaves(v)]
-    if isinstance(tree, (tuple, list)):
-        return [leaf for v in tree for leaf in _flat_leaves(v)]
-    return [] if tree is None else [tree]
+    return [leaf for leaf in leaves(tree) if leaf is not None]
 
 
 def member_index_holder(world_model, transition_fn, options: Optional[EnsembleOptions], num_envs, generator):

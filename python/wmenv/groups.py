@@ -29,6 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _backend
+from .tree import map_leaves, map_paths
 
 _torch: Any = _backend.torch
 
@@ -93,10 +94,10 @@ def share_within_groups(tree, mask: np.ndarray, group_size: int, batch_axes=0, p
 
 
 def _take(tree, source, batch_axes, path):
-    if isinstance(tree, dict):
-        return {k: _take(v, source, batch_axes, f"{path}[{k!r}]") for k, v in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_take(v, source, batch_axes, f"{path}[{i}]") for i, v in enumerate(tree))
+    return map_paths(lambda leaf, p: _take_leaf(leaf, source, batch_axes, p), tree, path)
+
+
+def _take_leaf(tree, source, batch_axes, path):
     axis = batch_axes if isinstance(batch_axes, int) else batch_axes.get(path, 0)
     if _torch is not None and isinstance(tree, _torch.Tensor):
         return _torch.index_select(tree, axis, _torch.from_numpy(source).to(tree.device))
@@ -107,10 +108,4 @@ def _take(tree, source, batch_axes, path):
 
 def to_device(tree, device):
     """Every tensor leaf of ``tree`` on ``device``."""
-    if isinstance(tree, dict):
-        return {k: to_device(v, device) for k, v in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(to_device(v, device) for v in tree)
-    if _torch is not None and isinstance(tree, _torch.Tensor):
-        return tree.to(device)
-    return tree
+    return map_leaves(lambda x: x.to(device) if _torch is not None and isinstance(x, _torch.Tensor) else x, tree)

@@ -22,6 +22,7 @@ from .options import model_device
 from .planning import StartData
 from .progress import Progress
 from .transitions import GlobalRNG, RewardModel, TerminationThreshold
+from .tree import map_leaves
 
 _torch: Any = _backend.torch
 
@@ -121,11 +122,7 @@ def as_generated(env, wm):
     device = model_device(wm, env.device) if env._tensor_model() else None
     batch_of_one = env._batch_of_one
 
-    def convert(obs):
-        if isinstance(obs, dict):
-            return {k: convert(v) for k, v in obs.items()}
-        if isinstance(obs, (tuple, list)):
-            return type(obs)(convert(v) for v in obs)
+    def leaf(obs):
         if isinstance(obs, np.ndarray):
             if batch_of_one:
                 obs = obs[None]
@@ -134,4 +131,4 @@ def as_generated(env, wm):
             return obs[None] if batch_of_one else obs
         return obs
 
-    return convert
+    return lambda obs: map_leaves(leaf, obs)

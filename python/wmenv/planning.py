@@ -26,6 +26,7 @@ import numpy as np
 
 from . import _backend
 from .autoreset import scatter_by_mask
+from .tree import map_leaves
 
 _torch: Any = _backend.torch
 
@@ -56,15 +57,15 @@ class Snapshot:
 def deep_copy(tree):
     """``tree`` with every tensor cloned and every array copied, inside dicts,
     tuples and lists; other leaves are deep-copied."""
-    if isinstance(tree, dict):
-        return {k: deep_copy(v) for k, v in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(deep_copy(v) for v in tree)
-    if _torch is not None and isinstance(tree, _torch.Tensor):
-        return tree.detach().clone()
-    if isinstance(tree, np.ndarray):
-        return tree.copy()
-    return copy.deepcopy(tree)
+    return map_leaves(_copy_leaf, tree)
+
+
+def _copy_leaf(x):
+    if _torch is not None and isinstance(x, _torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    return copy.deepcopy(x)
 
 
 def repeat_state(state, n: int, batched: bool = False):
@@ -165,12 +166,11 @@ def _rows_for_spec(horizon, spec):
 
 
 def _rows_like(horizon, obs):
-    if isinstance(obs, dict):
-        return {k: _rows_like(horizon, v) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        return type(obs)(_rows_like(horizon, v) for v in obs)
-    arr = np.asarray(obs)
-    return np.empty((horizon,) + arr.shape, arr.dtype)
+    def rows(leaf):
+        arr = np.asarray(leaf)
+        return np.empty((horizon,) + arr.shape, arr.dtype)
+
+    return map_leaves(rows, obs)
 
 
 def _write_row(rows, t, obs):
