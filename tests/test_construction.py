@@ -167,3 +167,15 @@ def test_both_signatures_take_exactly_the_shared_options():
     assert len(set(SHARED_OPTIONS)) == len(SHARED_OPTIONS)
     for name in SHARED_OPTIONS:
         assert keyword_only(single)[name] == keyword_only(vector)[name], name
+
+
+def test_the_shared_options_are_documented_once_for_both_envs():
+    from wmenv import WorldModelEnv, WorldModelVectorEnv
+    from wmenv.options import OPTION_DOCS, SHARED_OPTIONS
+
+    documented = [line.split(":")[0] for line in OPTION_DOCS.splitlines() if line and not line.startswith(" ")]
+    assert sorted(documented) == sorted(SHARED_OPTIONS)
+    for cls in (WorldModelEnv, WorldModelVectorEnv):
+        assert "{shared options}" not in cls.__doc__
+        for name in SHARED_OPTIONS:
+            assert f"\n        {name}: " in cls.__doc__, (cls.__name__, name)

@@ -16,13 +16,38 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from .autoreset import check_batch_axes, merge_by_mask, scatter_by_mask
+from .autoreset import check_batch_axes, check_reset_mask, merge_by_mask, scatter_by_mask
 from .chunks import repeat_frames
-from .groups import share_within_groups
+from .groups import check_group_size, share_within_groups
 
 _torch: Any = _backend.torch
 
-__all__ = ["reset_batch", "reset_from_data"]
+__all__ = ["note_start_indices", "reset_batch", "reset_from_data", "reset_options"]
+
+
+def reset_options(env, options):
+    """``reset``'s options checked, with their mask: ``(options, mask, state,
+    obs)``, the state and observation the reset merges into (``None`` when
+    every env resets)."""
+    options = {} if options is None else dict(options)
+    if "group_size" in options:
+        check_group_size(options["group_size"], env.num_envs)
+    mask = options.get("reset_mask")
+    if mask is None:
+        mask = options["reset_mask"] = np.ones(env.num_envs, np.bool_)
+        return options, mask, None, None
+    check_reset_mask(mask, env.num_envs)
+    return options, mask, env._state, env._obs
+
+
+def note_start_indices(env, info) -> None:
+    """The start indices of this step's autoresets (``-1`` where an env was
+    not reset), in ``info`` with their ``_start_index`` mask."""
+    start = env._reset_info.get("start_index")
+    env._reset_info = None
+    if start is not None:
+        info.setdefault("start_index", start)
+        info.setdefault("_start_index", start >= 0)
 
 
 def reset_batch(env, seed, options, mask, state, obs, device_mask=None):

@@ -8,11 +8,13 @@ import gymnasium as gym
 
 from . import _spaces
 from ._base import _NOT_RESET, WorldModelBase, _torch
+from .options import document_options
 from .route import single_route, step_plan
 
 __all__ = ["WorldModelEnv", "make_world_model_env"]
 
 
+@document_options
 class WorldModelEnv(WorldModelBase, gym.Env):
     """A trained world model as a single Gymnasium environment.
 
@@ -25,76 +27,8 @@ class WorldModelEnv(WorldModelBase, gym.Env):
             by name, or it is called directly.
         observation_space: the space observations are conformed to.
         action_space: the space actions are converted for.
-        initial_observation: observation of the default reset.
-        initial_state: state of the default reset and of reset results
-            without one.
-        reset_fn: ``(world_model, seed, options)`` → a reset result.
-        transition_fn: ``(world_model, state, action)`` → a step result.
-        reward_fn: ``(world_model, next_state, observation, action)`` → reward,
-            used when the step result carries none.
-        terminal_fn: like ``reward_fn``, for termination.
-        render_fn: ``(world_model, state, last_observation)`` → a frame.
-        action_transform_fn: ``(world_model, action)`` → what the model gets.
-        max_episode_steps: truncate after this many steps.
-        render_mode: ``None`` or ``"rgb_array"``.
-        device: torch device actions are placed on.
-        torch_actions: hand actions to the model as torch tensors.
         seed: seeds the spaces and the env's generator.
-        info_model_state: put the next state in ``info["model_state"]`` (off
-            by default: Gymnasium's ``check_env`` cannot compare tensors in
-            ``info``; the state is ``env.state``).
-        grad: run the model with autograd on (for differentiable rollouts).
-        backend: ``"native"`` or ``"python"``; default ``wmenv.backend()``.
-        start_data: real observations to start episodes from (an array or
-            tensor ``(N, ...)``, a sequence or replay buffer with ``len`` and
-            indexing, or ``{"observations": ..., "actions": ...}``): each
-            reset draws an index from the env's generator and starts from
-            ``encode_fn``'s state (see :class:`wmenv.planning.StartData`).
-        encode_fn: ``(world_model, observations, actions)`` → start state;
-            default: the observation is the state.
-        start_context: hand ``encode_fn`` windows of this many consecutive
-            real observations (and actions) ending at the start (burn-in).
-        output: ``"numpy"`` (default) or ``"torch"``: observations, reward and
-            flags as tensors on the model's device, no host copy (see
-            :mod:`wmenv.output`).
-        batched_model: the model always works on batches: it gets actions
-            with a leading batch of one, and that batch is removed from the
-            observation it returns (reward and flags hold one element either
-            way; the state stays batched).
-        members: the model is an ensemble of this many members: its outputs
-            carry a leading member axis (see :mod:`wmenv.ensemble`); a list
-            of member modules is stacked into one.
-        member: ``"random"``, ``"episode"``, ``"mean"`` or an index: which
-            member's prediction each step takes.
-        uncertainty: ``"max_std"``, ``"disagreement"`` or ``"std_of_means"``,
-            reported as ``info["uncertainty"]``.
-        penalty: MOPO's λ: the reward becomes ``reward - λ * uncertainty``.
-        halt_threshold: MOReL's τ: an uncertainty above it terminates the
-            step with ``halt_reward`` as its reward.
-        halt_reward: the reward of a halted step.
-        terminated_threshold: read a termination head that gives a
-            probability as ``terminated = p >= terminated_threshold``
-            (without it, a float flag that is neither 0 nor 1 is an error).
-        global_rng: swap the env's generator into torch's global one around
-            each model and adapter call, so a model that calls
-            ``torch.randn`` without a generator reproduces under a seed and
-            replays from snapshots (see :mod:`wmenv.transitions`; a few µs
-            per call).
-        reward_model: a callable or module scoring the generated
-            observations; its score is the reward (the model's own goes to
-            ``info["model_reward"]``).
-        success_threshold: a score at or above it sets ``terminated`` and
-            ``info["success"]``.
-        relative_reward: the reward is the difference of successive scores
-            (the first step's against its reset observation's score; one more
-            reward-model call per reset); the score goes to ``info["score"]``.
-        progress: a callable called after each model call with a
-            :class:`~wmenv.progress.ModelCall` (seconds, frames), or ``True``
-            for a tqdm bar: for models that take seconds per call.
-        chunk: one model call generates this many steps: actions are
-            ``(chunk, *action_shape)`` (see :mod:`wmenv.chunks`).
-        chunk_reward: ``"sum"``, ``"last"`` or a callable of the chunk's rewards.
-        chunk_frames: observations are the chunk's frames (else the last).
+        {shared options}
 
     Example:
         >>> import numpy as np, gymnasium as gym

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from . import _backend, _spaces, _staging
+from .batch_reset import note_start_indices
 from .output import HostResults, StagedResults
 
 _torch: Any = _backend.torch
@@ -237,7 +238,7 @@ class HostBatch:
         info.setdefault("elapsed_steps", elapsed.copy())
         info.setdefault("_elapsed_steps", env._all_true)
         if env._reset_info:  # an autoreset from start data says where each env started, as reset does
-            env._autoreset_info(info)
+            note_start_indices(env, info)
         if env._info_model_state:
             info.setdefault("model_state", state)
         env._state, env._obs, env._elapsed = state, obs, elapsed

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _backend
 from ._tensors import first_leaf
+from .batch_reset import note_start_indices
 from .route import HostBatch, prepare_action
 
 _torch: Any = _backend.torch
@@ -101,7 +102,7 @@ class TorchBatch:
         info.setdefault("elapsed_steps", elapsed)
         info.setdefault("_elapsed_steps", env._all_true)
         if env._reset_info:
-            env._autoreset_info(info)
+            note_start_indices(env, info)
         if env._info_model_state:
             info.setdefault("model_state", state)
         env._state, env._obs, env._elapsed = state, obs, elapsed

@@ -11,10 +11,11 @@ from gymnasium.vector.utils import batch_space
 
 from . import _backend, _spaces
 from ._base import WorldModelBase
-from .autoreset import MODES, check_autoreset_mode, check_batch_axes_option, check_reset_mask, merge_by_mask
-from .batch_reset import reset_batch
+from .autoreset import MODES, check_autoreset_mode, check_batch_axes_option, merge_by_mask
+from .batch_reset import reset_batch, reset_options
 from .groups import check_group_size, check_num_envs, check_seeds
 from .imagination import imagine
+from .options import document_options
 from .planning import Rollout, open_loop
 from .route import batch_plan, batch_route
 
@@ -23,23 +24,31 @@ __all__ = ["WorldModelVectorEnv", "merge_by_mask"]
 _torch: Any = _backend.torch
 
 
+@document_options
 class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
     """``num_envs`` rollouts of a world model, advanced by one model call per step.
 
-    The spaces given are the single-env spaces; the model and adapters see
-    batches (a leading ``num_envs`` dimension on every leaf, ``reward`` and
-    ``terminated`` of shape ``(num_envs,)``). Takes WorldModelEnv's keyword
-    options, plus ``autoreset_mode`` (NEXT_STEP, SAME_STEP or DISABLED).
+    The model and adapters see batches (a leading ``num_envs`` dimension on
+    every leaf, ``reward`` and ``terminated`` of shape ``(num_envs,)``).
+    Partial resets call the reset with ``options["reset_mask"]`` (a bool
+    array); what it returns is merged by that mask, so only the masked envs
+    change. ``batched_model`` is accepted for symmetry with WorldModelEnv and
+    changes nothing: this env's model always works on the whole batch.
 
-    ``batch_axes`` says where the batch axis of state leaves is, for partial
-    resets: 0 by default, an int for all leaves, or a dict from leaf paths
-    (``"state[1][0]"``) to axes (see :func:`merge_by_mask`).
-
-    ``batched_model`` is accepted for symmetry with WorldModelEnv and changes
-    nothing: this env's model always works on the whole batch.
-
-    Partial resets call the reset with ``options["reset_mask"]`` (a bool array);
-    what it returns is merged by that mask, so only the masked envs change.
+    Args:
+        world_model: the model, as for WorldModelEnv.
+        num_envs: how many rollouts each model call advances.
+        observation_space: the single env's observation space (batched by Gymnasium's rule).
+        action_space: the single env's action space.
+        seed: seeds the spaces and the env's generator.
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default), ``SAME_STEP``
+            or ``DISABLED``: what a step does about envs that ended.
+        batch_axes: where the batch axis of state leaves is, for partial
+            resets: 0 by default, an int for all leaves, or a dict from leaf
+            paths (``"state[1][0]"``) to axes (see :func:`merge_by_mask`).
+        group_size: groups of this many consecutive envs share each reset's
+            start (see :mod:`wmenv.groups`).
+        {shared options}
 
     Example:
         >>> import numpy as np, gymnasium as gym, torch
@@ -192,17 +201,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         super().reset(seed=seed)
         if seed is not None:
             self._seed(seed)
-        options = {} if options is None else dict(options)
-        if "group_size" in options:
-            check_group_size(options["group_size"], self.num_envs)
-        mask = options.get("reset_mask")
-        if mask is None:
-            mask = np.ones(self.num_envs, np.bool_)
-            options["reset_mask"] = mask
-            old_state = old_obs = None
-        else:
-            check_reset_mask(mask, self.num_envs)
-            old_state, old_obs = self._state, self._obs
+        options, mask, old_state, old_obs = reset_options(self, options)
         try:
             with self._autograd_off:
                 state, obs, info = self._reset_batch(seed, options, mask, old_state, old_obs)
@@ -276,15 +275,6 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
             self._refuse_offloaded()
         self._autoreset_route.check(self)
         return self._route.step(self, actions)
-
-    def _autoreset_info(self, info):
-        """The start indices of this step's autoresets (``-1`` where an env
-        was not reset), in ``info`` with their ``_start_index`` mask."""
-        start = self._reset_info.get("start_index")
-        self._reset_info = None
-        if start is not None:
-            info.setdefault("start_index", start)
-            info.setdefault("_start_index", start >= 0)
 
     def render(self):
         """Frames of all envs as one batched NumPy array (``render_fn``'s, or
