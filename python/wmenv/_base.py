@@ -93,7 +93,6 @@ class WorldModelBase(Options, Snapshots):
         "_reward_layer",
         "_progress",
         "_plan",
-        "_batch_plan",
         "_autograd_off",
         "_torch_results",
         "_results",
@@ -121,7 +120,7 @@ class WorldModelBase(Options, Snapshots):
         self._torch_results = None if self._torch_out is None else TorchResults(self._torch_out)
         self._results = results_for(self)
         self._compile_specs()
-        self._transition, self._start = compile_layers(self, core)
+        compile_layers(self, core)
         self._no_grad = not self.grad
         self._autograd_off = AutogradOff(self._no_grad)
         self._cast_hook = self._notes.on_cast
@@ -156,11 +155,6 @@ class WorldModelBase(Options, Snapshots):
         if kept.dtype != converted.dtype or kept.device != converted.device:
             kept = kept.to(device=converted.device, dtype=converted.dtype)
         return kept
-
-    def _with_grad_off(self, fn, *args):
-        """``fn(*args)`` under the env's autograd rule (no autograd unless ``grad=True``)."""
-        with self._autograd_off:
-            return fn(*args)
 
     def _rebase_reward(self, obs, mask=None) -> None:
         """``relative_reward``: the reset observations' scores are the next step's baseline."""
@@ -198,11 +192,6 @@ class WorldModelBase(Options, Snapshots):
         close = getattr(self.world_model, "close", None)
         if callable(close):
             close()
-
-    def _staged_from(self, state, result, action):
-        return _staging.staged_result(
-            self._parse_step, result, state, action, self._reward, self._terminal, self._stager
-        )
 
     def _note_state_device(self, state):
         """Results come through host staging once the state is on a device."""

@@ -31,8 +31,9 @@ __all__ = ["as_generated", "as_model_input", "compile_layers"]
 
 def compile_layers(env, core):
     """Binds ``env``'s adapters (``env._reset_call``, ``_reward``, ``_terminal``,
-    ``_render``, ``_transform``, ``_ensemble``, ``_reward_layer``,
-    ``_progress``) and returns its layered transition and start-data sampler."""
+    ``_render``, ``_transform``) and sets its layered ``_transition`` with the
+    layers it keeps (``_ensemble``, ``_reward_layer``, ``_progress``) and its
+    start-data sampler (``_start``)."""
     wm = env.world_model
     gen = env._generator
     member_index = member_index_holder(wm, env.transition_fn, env._ensemble_options, env._snapshot_envs(), gen)
@@ -96,7 +97,6 @@ def compile_layers(env, core):
             else adapters.bind_leading(env.encode_fn, (wm,), 2, gen)
         )
         env._start = StartData(env.start_data, wrap(encode), env.start_context)
-    return env._transition, env._start
 
 
 def as_model_input(device):

@@ -36,13 +36,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import _backend
+from . import _backend, _staging
 from ._tensors import TorchOutput, first_leaf, parse_reset
 from .autoreset import scatter_by_mask
 
 _torch: Any = _backend.torch
 
-__all__ = ["OUTPUTS", "HostResults", "StagedResults", "TorchOutput", "TorchResults", "check_output", "results_for"]
+__all__ = [
+    "OUTPUTS",
+    "HostResults",
+    "StagedResults",
+    "TorchOutput",
+    "TorchResults",
+    "check_output",
+    "host_results",
+    "results_for",
+]
 
 OUTPUTS = ("numpy", "torch")
 
@@ -133,7 +142,8 @@ class StagedResults(HostResults):
     flags reach pinned host memory with one synchronisation per step."""
 
     def _host(self, env, state, result, action):
-        return env._staged_from(state, result, action), None, None
+        staged = _staging.staged_result(env._parse_step, result, state, action, env._reward, env._terminal, env._stager)
+        return staged, None, None
 
 
 class TorchResults:
@@ -250,8 +260,13 @@ def _info(info) -> dict:
 _HOST, _STAGED = HostResults(), StagedResults()
 
 
+def host_results(env):
+    """The NumPy result kind of ``env``'s state: staged or host."""
+    return _STAGED if env._stage else _HOST
+
+
 def results_for(env):
     """The result kind of ``env``'s options and state: torch, staged or host."""
     if env._torch_out is not None:
         return env._torch_results
-    return _STAGED if env._stage else _HOST
+    return host_results(env)

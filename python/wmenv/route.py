@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _backend, _spaces, _staging
 from .batch_reset import note_start_indices
-from .output import HostResults, StagedResults
+from .output import host_results
 
 _torch: Any = _backend.torch
 
@@ -254,7 +254,7 @@ class HostBatch:
         """``advance(state, actions) -> (state, obs, reward, terminated)`` for
         a rollout, without hand-out tracking, time limit or autograd switch
         (the rollout holds that around its loop)."""
-        results = StagedResults() if env._stage else HostResults()
+        results = host_results(env)
         return lambda state, actions: results.step_batch(env, state, prepare_action(env, actions), False)[:4]
 
 
@@ -300,7 +300,7 @@ def batch_route(env):
         from .torch_route import TORCH_BATCH
 
         return TORCH_BATCH
-    plan = env._batch_plan
+    plan = env._plan
     if plan is None or env._stage:
         return _COMPOSED_BATCH
     return OneCallBatch(plan)

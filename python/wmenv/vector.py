@@ -149,7 +149,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         self._model_obs_spec = self._obs_spec
 
     def _build_plan(self):
-        self._plan = self._batch_plan = batch_plan(self)
+        self._plan = batch_plan(self)
         self._route = batch_route(self)
 
     def _seeded_spaces(self):
