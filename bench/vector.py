@@ -15,6 +15,14 @@ the reward. For each num_envs, in the same run, in interleaved rounds (best of
   tensor action: observations, rewards and flags stay tensors
 * sync:  gymnasium's SyncVectorEnv over num_envs single WorldModelEnvs
   (skipped above ``--sync-max`` envs: it is num_envs model calls per step)
+* hand:  a hand-written Gymnasium vector env for the same model (the floor
+  to beat): ``from_numpy`` on the action, the model under no_grad, the
+  observation copied out (it is the next state, which the next call reads),
+  the reward as float32, counters, a time limit and next-step autoresets in
+  NumPy
+* hand_torch: the same, written for tensors (observation and reward
+  cloned, counters and flags as tensors, one ``.item()`` to learn whether any
+  env ended): what torch mode is compared with
 
 Prints one JSON line per num_envs and a table (env-steps per second; ratios
 wmenv/sync and wmenv/raw, higher is better), then Gymnasium's own
@@ -84,6 +92,61 @@ def vector_env(model, num_envs, backend, output="numpy"):
     return env
 
 
+class HandVectorEnv(gym.vector.VectorEnv):
+    """A hand-written vector env for the MLP, NumPy in and out."""
+
+    def __init__(self, model, num_envs, limit=200):
+        self.model, self.num_envs, self.limit = model, num_envs, limit
+        self.single_observation_space, self.single_action_space = OBS, ACT
+        self.observation_space = gym.vector.utils.batch_space(OBS, num_envs)
+        self.action_space = gym.vector.utils.batch_space(ACT, num_envs)
+
+    def reset(self, *, seed=None, options=None):
+        self.state = torch.zeros(self.num_envs, OBS_DIM)
+        self.elapsed = np.zeros(self.num_envs, np.int64)
+        self.ended = np.zeros(self.num_envs, bool)
+        return self.state.numpy().copy(), {}
+
+    def step(self, actions):
+        with torch.no_grad():
+            state, obs, reward = self.model(self.state, torch.from_numpy(actions))
+        obs, reward = obs.numpy().copy(), reward.numpy().astype(np.float32)
+        elapsed = self.elapsed + 1
+        if self.ended.any():  # next-step autoreset
+            state = torch.where(torch.from_numpy(self.ended)[:, None], torch.zeros_like(state), state)
+            obs[self.ended], reward[self.ended], elapsed[self.ended] = 0.0, 0.0, 0
+        truncated = elapsed >= self.limit
+        terminated = np.zeros(self.num_envs, bool)
+        self.state, self.elapsed, self.ended = state, elapsed, terminated | truncated
+        return obs, reward, terminated, truncated, {"elapsed_steps": elapsed.copy()}
+
+
+class HandTorchVectorEnv(HandVectorEnv):
+    """The same, for tensors in and out."""
+
+    def reset(self, *, seed=None, options=None):
+        self.state = torch.zeros(self.num_envs, OBS_DIM)
+        self.elapsed = torch.zeros(self.num_envs, dtype=torch.int64)
+        self.ended = torch.zeros(self.num_envs, dtype=torch.bool)
+        self.any_ended = False
+        return self.state.clone(), {}
+
+    def step(self, actions):
+        with torch.no_grad():
+            state, obs, reward = self.model(self.state, actions)
+            obs, reward = obs.clone(), reward.clone()
+            elapsed = self.elapsed + 1
+            if self.any_ended:  # next-step autoreset
+                keep = ~self.ended
+                state, obs = state * keep[:, None], obs * keep[:, None]
+                reward, elapsed = reward * keep, elapsed * keep
+            truncated = elapsed >= self.limit
+            terminated = torch.zeros(self.num_envs, dtype=torch.bool)
+            self.ended = terminated | truncated
+        self.state, self.elapsed, self.any_ended = state, elapsed, bool(self.ended.any())
+        return obs, reward, terminated, truncated, {"elapsed_steps": elapsed}
+
+
 def runners(num_envs, backends, sync_max):
     model = MLP()
     rng = np.random.default_rng(0)
@@ -102,6 +165,11 @@ def runners(num_envs, backends, sync_max):
             raw_state[0] = model.net(torch.cat([raw_state[0], action_t], dim=-1))[..., :OBS_DIM]
 
     out = {"raw": raw, "raw_net": raw_net}
+    hand, hand_torch = HandVectorEnv(model, num_envs), HandTorchVectorEnv(model, num_envs)
+    hand.reset(seed=0)
+    hand_torch.reset(seed=0)
+    out["hand"] = lambda: hand.step(actions)
+    out["hand_torch"] = lambda: hand_torch.step(action_t)
     for name in backends:
         env = vector_env(model, num_envs, name)
         out[name] = lambda env=env: env.step(actions)
@@ -182,11 +250,15 @@ def main():
         rate = {k: n / v for k, v in best.items()}
         row = {"num_envs": n, "env_steps_per_s": {k: round(v) for k, v in rate.items()}}
         row["torch/raw"] = round(rate["torch"] / rate["raw"], 3)
+        row["torch/hand_torch"] = round(rate["torch"] / rate["hand_torch"], 3)
+        row["hand/raw"] = round(rate["hand"] / rate["raw"], 3)
+        row["hand_torch/raw"] = round(rate["hand_torch"] / rate["raw"], 3)
         for name in backends:
             if "sync" in rate:
                 row[f"{name}/sync"] = round(rate[name] / rate["sync"], 2)
             row[f"{name}/raw"] = round(rate[name] / rate["raw"], 3)
             row[f"{name}/raw_net"] = round(rate[name] / rate["raw_net"], 3)
+            row[f"{name}/hand"] = round(rate[name] / rate["hand"], 3)
         if args.profile:
             row["profile_us"] = {b: profile(n, b, steps[b]) for b in backends}
         rows.append(row)
@@ -201,19 +273,24 @@ def main():
                 *backends,
                 "torch",
                 "torch/raw",
+                "hand/raw",
+                "hand_torch/raw",
+                "torch/hand_torch",
                 "sync",
                 *[f"{b}/sync" for b in backends],
                 *[f"{b}/raw" for b in backends],
                 *[f"{b}/raw_net" for b in backends],
+                *[f"{b}/hand" for b in backends],
             ]
         )
     )
     for row in rows:
         s = row["env_steps_per_s"]
         cells = [str(row["num_envs"]), f"{s['raw']:,}", *[f"{s[b]:,}" for b in backends]]
-        cells += [f"{s['torch']:,}", f"{row['torch/raw']:.2f}x", f"{s.get('sync', 0):,}"]
+        cells += [f"{s['torch']:,}", f"{row['torch/raw']:.2f}x", f"{row['hand/raw']:.2f}x"]
+        cells += [f"{row['hand_torch/raw']:.2f}x", f"{row['torch/hand_torch']:.2f}x", f"{s.get('sync', 0):,}"]
         cells += [f"{row.get(f'{b}/sync', 0):.1f}x" for b in backends] + [f"{row[f'{b}/raw']:.2f}x" for b in backends]
-        cells += [f"{row[f'{b}/raw_net']:.2f}x" for b in backends]
+        cells += [f"{row[f'{b}/raw_net']:.2f}x" for b in backends] + [f"{row[f'{b}/hand']:.2f}x" for b in backends]
         print(" | ".join(cells))
 
     gym_benchmark(args.num_envs, args.gym_seconds)

@@ -4,12 +4,18 @@ A count, not a time: torch.profiler records the aten ops a steady-state step
 dispatches (top-level ones: an op's own sub-ops are not counted twice), and
 the env's are what the step adds to the model's. On a GPU each is a kernel
 launch or a dispatch of several microseconds, so this is the bookkeeping a
-learner pays per step. The bound is 6 for the vector step (the counter's
-increment, the time limit's compare, the ended mask's in-place logical_or, a
-zeros for the termination the model does not give, and the copies of the
-observation and reward that share the next state's memory) and for the single
-step; a vector step reads nothing back from the device but its ended mask
-(no .item(), no other copy).
+learner pays per step. The vector env's device route (the one a model on an
+accelerator takes) is held to 6 (the counter's increment, the time limit's
+compare, the ended mask's in-place logical_or, a zeros for the termination the
+model does not give, and the copies of the observation and reward that share
+the next state's memory), and so is the single step; a vector step reads
+nothing back from the device but its ended mask (no .item(), no other copy).
+
+A model on the CPU takes the host route instead (NumPy mode's core call, its
+arrays handed out through ``torch.from_numpy``): it computes nothing with
+torch at all, so what it dispatches is metadata only (``from_numpy``'s
+``lift_fresh``, and what ``Tensor.numpy()`` dispatches), which the test
+holds it to.
 """
 
 import collections
@@ -21,12 +27,15 @@ import torch
 from torch import nn
 
 from wmenv import WorldModelEnv, WorldModelVectorEnv
+from wmenv.torch_route import TORCH_BATCH, HostTorchBatch
 
 profiler = pytest.importorskip("torch.profiler")
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (8,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 BOUND = 6
+# ops that compute nothing: from_numpy's, and the ones Tensor.numpy() dispatches on a plain CPU tensor
+METADATA = {"aten::lift_fresh", "aten::detach", "aten::to", "aten::resolve_conj", "aten::resolve_neg", "aten::alias"}
 
 
 class MLP(nn.Module):
@@ -62,9 +71,7 @@ def extra_ops(env_step, raw_step):
     return sum(extra.values()), extra
 
 
-@pytest.mark.parametrize("limit", [None, 500])
-def test_vector_torch_step_adds_at_most_six_ops(backend, limit):
-    n = 16
+def vector_env_and_raw(backend, limit, n=16):
     model = MLP().eval().requires_grad_(False)
     env = WorldModelVectorEnv(
         model, n, OBS, ACT, backend=backend, output="torch", max_episode_steps=limit,
@@ -78,10 +85,28 @@ def test_vector_torch_step_adds_at_most_six_ops(backend, limit):
         with torch.no_grad():
             state[0] = model(state[0], action)[0]
 
+    return env, action, raw
+
+
+@pytest.mark.parametrize("limit", [None, 500])
+def test_vector_device_route_adds_at_most_six_ops(backend, limit):
+    env, action, raw = vector_env_and_raw(backend, limit)
+    env._route = TORCH_BATCH  # the route a model on an accelerator takes, here on the CPU
     count, extra = extra_ops(lambda: env.step(action), raw)
     assert count <= BOUND, extra
     assert "aten::_local_scalar_dense" not in extra and "aten::item" not in extra, extra  # no hidden syncs
     assert extra.get("aten::copy_", 0) + extra.get("aten::_to_copy", 0) <= 1, extra  # the ended mask, at most
+
+
+@pytest.mark.parametrize("limit", [None, 500])
+def test_vector_host_route_computes_nothing_with_torch(backend, limit):
+    env, action, raw = vector_env_and_raw(backend, limit)
+    assert isinstance(env._route, HostTorchBatch)  # a model on the CPU
+    count, extra = extra_ops(lambda: env.step(action), raw)
+    assert set(extra) <= METADATA, extra
+    assert extra.get("aten::lift_fresh", 0) <= 5, extra  # observation, reward, two flags, the counters
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert all(isinstance(x, torch.Tensor) for x in (obs, reward, terminated, truncated, info["elapsed_steps"]))
 
 
 def test_single_torch_step_adds_at_most_six_ops(backend):

@@ -115,8 +115,12 @@ def step_plan(env) -> Optional[StepPlan]:
 def batch_plan(env) -> Optional[BatchPlan]:
     """The vector env's model call and result in one core call, for options
     that need nothing between its parts (no action transform, device actions
-    or torch output); a Discrete space's range check rides along."""
-    if env._transform is not None or env._action_device is not None or env._torch_out is not None:
+    or torch output that keeps the autograd graph); a Discrete space's range
+    check rides along. With ``output="torch"`` the torch route uses it while
+    the model runs on the CPU (:class:`wmenv.torch_route.HostTorchBatch`)."""
+    if env._transform is not None or env._action_device is not None:
+        return None
+    if env._torch_out is not None and env._torch_out.keep_graph:
         return None
     check = None
     if env._discrete is not None:
@@ -296,11 +300,11 @@ _COMPOSED_BATCH = ComposedBatch()
 
 def batch_route(env):
     """The vector env's route: torch's, one call, or composed."""
-    if env._torch_out is not None:
-        from .torch_route import TORCH_BATCH
-
-        return TORCH_BATCH
     plan = env._plan
+    if env._torch_out is not None:
+        from .torch_route import torch_batch_route
+
+        return torch_batch_route(env, plan)
     if plan is None or env._stage:
         return _COMPOSED_BATCH
     return OneCallBatch(plan)

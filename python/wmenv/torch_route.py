@@ -1,8 +1,17 @@
-"""The vector env's ``output="torch"`` route: counters, time limits and the
-ended mask on the model's device, with one synchronisation per step.
+"""The vector env's ``output="torch"`` routes.
 
-The step counters (``env._elapsed``) and the ended mask (``env._ended``) are
-tensors beside the model's state. The mask's host copy, ``env._autoreset``
+A model on the CPU takes :class:`HostTorchBatch`: the NumPy step's one core
+call (the same conversions, checks, ownership rule, counters and time
+limits), its arrays handed out as tensors over the same memory
+(``torch.from_numpy``, no copy). On the CPU a NumPy operation or a core call
+costs a fraction of a torch op's dispatch, so the step costs what NumPy
+mode's does, plus one ``from_numpy`` per result.
+
+A model on an accelerator (or ``grad=True``, whose tensors keep their graph)
+takes :class:`TorchBatch`: counters, time limits and the ended mask on the
+model's device, with one synchronisation per step. Its step counters
+(``env._elapsed``) and the ended mask (``env._ended``) are tensors beside the
+model's state. The mask's host copy, ``env._autoreset``
 (what the autoreset mode and ``get_state`` read), is a permanent NumPy view of
 the device mask itself on the CPU, or of a pinned host buffer the step copies
 the mask into elsewhere: that copy is the step's one synchronisation.
@@ -17,11 +26,30 @@ import numpy as np
 from . import _backend
 from ._tensors import first_leaf
 from .batch_reset import note_start_indices
-from .route import HostBatch, prepare_action
+from .route import HostBatch, OneCallBatch, prepare_action
+from .tree import map_leaves
 
 _torch: Any = _backend.torch
 
-__all__ = ["TORCH_BATCH", "TorchBatch", "make_ended_mask", "reset_counters", "restore_counters", "sync_ended"]
+__all__ = [
+    "TORCH_BATCH",
+    "HostTorchBatch",
+    "TorchBatch",
+    "make_ended_mask",
+    "reset_counters",
+    "restore_counters",
+    "sync_ended",
+    "torch_batch_route",
+]
+
+
+def torch_batch_route(env, plan):
+    """The vector env's torch route: :class:`HostTorchBatch` where the NumPy
+    core's one call can step it (a plan, the state on the CPU), else
+    :class:`TorchBatch`."""
+    if plan is None or env._stage:
+        return TORCH_BATCH
+    return HostTorchBatch(plan)
 
 
 def make_ended_mask(env, device) -> None:
@@ -80,6 +108,8 @@ class TorchBatch:
     def step(self, env, actions):
         """Steps every env on the device: Gymnasium's batched step, as tensors."""
         mode = env._autoreset_route
+        if not isinstance(env._elapsed, _torch.Tensor):  # the host route's counters, until now
+            _device_counters(env)
         with env._autograd_off:
             elapsed = env._elapsed + 1
             state, obs, reward, terminated, truncated, info, can_end = env._results.step_batch(
@@ -116,3 +146,97 @@ class TorchBatch:
 
 
 TORCH_BATCH = TorchBatch()
+
+
+def _device_counters(env) -> None:
+    """Counters and the ended mask as this route keeps them, from the host route's arrays."""
+    ended = np.array(env._autoreset, np.bool_)
+    leaf = first_leaf(env._state)
+    device = env._torch_out.device or (None if leaf is None else leaf.device)
+    env._elapsed = _torch.as_tensor(np.array(env._elapsed, np.int64), device=device)
+    make_ended_mask(env, env._elapsed.device)
+    env._ended.copy_(_torch.from_numpy(ended))
+    sync_ended(env)
+
+
+def _host_counters(env) -> None:
+    """Counters and the ended mask as NumPy arrays, from the device route's tensors."""
+    elapsed = env._elapsed
+    if isinstance(elapsed, _torch.Tensor):
+        env._elapsed = elapsed.cpu().numpy().copy()
+        env._autoreset = np.array(env._autoreset, np.bool_)
+
+
+_from_numpy = None if _torch is None else _torch.from_numpy
+_ndarray = np.ndarray
+
+
+def _leaf_tensor(x):
+    if type(x) is _ndarray:
+        return _from_numpy(x) if x.flags.writeable else _from_numpy(x.copy())
+    if isinstance(x, _torch.Tensor):
+        return x
+    return _torch.as_tensor(np.asarray(x))
+
+
+def _as_tensors(obs):
+    """The NumPy observation as tensors over the same memory (a read-only
+    array is copied: torch has no read-only tensors)."""
+    if type(obs) is _ndarray and obs.flags.writeable:  # perf: the usual Box observation
+        return _from_numpy(obs)
+    if obs is None:
+        return None
+    return map_leaves(_leaf_tensor, obs)
+
+
+class HostTorchBatch(OneCallBatch):
+    """``output="torch"`` with the model on the CPU: NumPy mode's one core
+    call, handed out as tensors over its arrays' memory.
+
+    Everything but the last step is NumPy mode's (``run_step_batch``: action
+    conversion, model call, the result's forms, checks and casts, the
+    ownership rule, counters and time limit); the counters and the autoreset
+    mask stay NumPy arrays. Resets (``NEXT_STEP``) run through the torch
+    result kind and merge as tensors, as :class:`TorchBatch`'s do.
+
+    perf: a ``from_numpy`` for each result (observation leaves, reward, the
+    two flags, the counters in ``info``), where the device route's tensor ops
+    cost several times as much on the CPU."""
+
+    __slots__ = ()
+
+    def step(self, env, actions):
+        """NumPy mode's step, as tensors."""
+        if type(env._elapsed) is not _ndarray:  # the device route's counters, until now
+            _host_counters(env)
+        state, obs, reward, terminated, truncated, info, elapsed, ended = env._run_step_batch(
+            self.plan, env._state, actions, env._elapsed
+        )
+        obs = _as_tensors(obs)
+        if env._autoreset_route.resets_before_stepping(env):
+            mask = env._autoreset.copy()
+            with env._autograd_off:
+                state, obs, env._reset_info = env._reset_batch(
+                    None, {"reset_mask": mask}, mask, state, obs, _from_numpy(mask)
+                )
+            reward[mask] = 0.0  # these envs were reset, not stepped
+            terminated[mask] = False
+            truncated[mask] = False
+            elapsed[mask] = 0
+            ended[mask] = False
+        info.setdefault("elapsed_steps", _from_numpy(elapsed))  # elapsed is this step's own array
+        info.setdefault("_elapsed_steps", env._all_true)
+        if env._reset_info:
+            note_start_indices(env, info)
+        if env._info_model_state:
+            info.setdefault("model_state", state)
+        env._state, env._obs, env._elapsed, env._autoreset = state, obs, elapsed, ended
+        return obs, _from_numpy(reward), _from_numpy(terminated), _from_numpy(truncated), info
+
+    def reset_counters(self, env, mask) -> None:
+        """Zeroes the counters and the autoreset mask of the envs ``mask``
+        reset: the counters replaced, not written (the last step's
+        ``info["elapsed_steps"]`` views them)."""
+        _host_counters(env)
+        env._elapsed = np.where(mask, 0, env._elapsed)
+        env._autoreset[mask] = False
