@@ -235,11 +235,14 @@ def single_route(env):
 class HostBatch:
     """A NumPy-output vector step: the batch, then the autoreset mode's turn."""
 
+    # the counters handed out in info: a copy, since reset_counters writes into env._elapsed
+    handed_counters = staticmethod(np.ndarray.copy)
+
     def step(self, env, actions):
         state, obs, reward, terminated, truncated, info, elapsed, ended = self.advance(env, actions)
         mode = env._autoreset_route
         state, obs = mode.after_step(env, state, obs, reward, terminated, truncated, info, elapsed, ended)
-        info.setdefault("elapsed_steps", elapsed.copy())
+        info.setdefault("elapsed_steps", self.handed_counters(elapsed))
         info.setdefault("_elapsed_steps", env._all_true)
         if env._reset_info:  # an autoreset from start data says where each env started, as reset does
             note_start_indices(env, info)

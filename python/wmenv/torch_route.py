@@ -150,13 +150,8 @@ TORCH_BATCH = TorchBatch()
 
 def _device_counters(env) -> None:
     """Counters and the ended mask as this route keeps them, from the host route's arrays."""
-    ended = np.array(env._autoreset, np.bool_)
-    leaf = first_leaf(env._state)
-    device = env._torch_out.device or (None if leaf is None else leaf.device)
-    env._elapsed = _torch.as_tensor(np.array(env._elapsed, np.int64), device=device)
-    make_ended_mask(env, env._elapsed.device)
-    env._ended.copy_(_torch.from_numpy(ended))
-    sync_ended(env)
+    env._elapsed = _torch.tensor(env._elapsed, dtype=_torch.int64, device=env._torch_out.device)
+    restore_counters(env, env._autoreset)
 
 
 def _host_counters(env) -> None:
@@ -167,7 +162,7 @@ def _host_counters(env) -> None:
         env._autoreset = np.array(env._autoreset, np.bool_)
 
 
-_from_numpy = None if _torch is None else _torch.from_numpy
+_from_numpy: Any = None if _torch is None else _torch.from_numpy
 _ndarray = np.ndarray
 
 
@@ -195,9 +190,9 @@ class HostTorchBatch(OneCallBatch):
 
     Everything but the last step is NumPy mode's (``run_step_batch``: action
     conversion, model call, the result's forms, checks and casts, the
-    ownership rule, counters and time limit); the counters and the autoreset
-    mask stay NumPy arrays. Resets (``NEXT_STEP``) run through the torch
-    result kind and merge as tensors, as :class:`TorchBatch`'s do.
+    ownership rule, counters, time limit and the autoreset mode's turn); the
+    counters and the autoreset mask stay NumPy arrays. Resets (``NEXT_STEP``)
+    run through the torch result kind and merge as tensors.
 
     perf: a ``from_numpy`` for each result (observation leaves, reward, the
     two flags, the counters in ``info``), where the device route's tensor ops
@@ -205,32 +200,19 @@ class HostTorchBatch(OneCallBatch):
 
     __slots__ = ()
 
-    def step(self, env, actions):
-        """NumPy mode's step, as tensors."""
+    # this step's own array (reset_counters replaces the counters rather than writing into them)
+    handed_counters = staticmethod(_from_numpy)
+
+    def advance(self, env, actions):
+        """NumPy mode's core call, its observation as tensors (resets merge into tensors)."""
         if type(env._elapsed) is not _ndarray:  # the device route's counters, until now
             _host_counters(env)
-        state, obs, reward, terminated, truncated, info, elapsed, ended = env._run_step_batch(
-            self.plan, env._state, actions, env._elapsed
-        )
-        obs = _as_tensors(obs)
-        if env._autoreset_route.resets_before_stepping(env):
-            mask = env._autoreset.copy()
-            with env._autograd_off:
-                state, obs, env._reset_info = env._reset_batch(
-                    None, {"reset_mask": mask}, mask, state, obs, _from_numpy(mask)
-                )
-            reward[mask] = 0.0  # these envs were reset, not stepped
-            terminated[mask] = False
-            truncated[mask] = False
-            elapsed[mask] = 0
-            ended[mask] = False
-        info.setdefault("elapsed_steps", _from_numpy(elapsed))  # elapsed is this step's own array
-        info.setdefault("_elapsed_steps", env._all_true)
-        if env._reset_info:
-            note_start_indices(env, info)
-        if env._info_model_state:
-            info.setdefault("model_state", state)
-        env._state, env._obs, env._elapsed, env._autoreset = state, obs, elapsed, ended
+        out = env._run_step_batch(self.plan, env._state, actions, env._elapsed)
+        return (out[0], _as_tensors(out[1]), *out[2:])
+
+    def step(self, env, actions):
+        """NumPy mode's step, as tensors."""
+        obs, reward, terminated, truncated, info = super().step(env, actions)
         return obs, _from_numpy(reward), _from_numpy(terminated), _from_numpy(truncated), info
 
     def reset_counters(self, env, mask) -> None:
