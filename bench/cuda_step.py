@@ -1,6 +1,7 @@
-"""µs per step on a CUDA GPU: wmenv's NumPy mode, wmenv's output="torch" and a
-hand-written env that calls ``.cpu()``, ``float()`` and ``bool()``, in the same
-run, interleaved (best of ``--rounds``).
+"""µs per step on a CUDA GPU: wmenv's NumPy mode, wmenv's output="torch" (and,
+for the vector env, output="torch" with ``capture=True``, the step replayed as
+a CUDA graph) and a hand-written env that calls ``.cpu()``, ``float()`` and
+``bool()``, in the same run, interleaved (best of ``--rounds``).
 
 Models: an MLP (hidden 256) and a small conv decoder producing 3×64×64 images;
 the single env, and the vector env at ``--num-envs`` (256). Without a GPU it
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
                     "handwritten": hand,
                     "numpy": WorldModelVectorEnv(model, n, spaces[case], act_space, device="cuda"),
                     "torch": WorldModelVectorEnv(model, n, spaces[case], act_space, device="cuda", output="torch"),
+                    "torch_capture": WorldModelVectorEnv(
+                        model, n, spaces[case], act_space, device="cuda", output="torch", capture=True
+                    ),
                 }
                 action = np.zeros((n, ACT), np.float32)
             best = {k: float("inf") for k in envs}
@@ -160,6 +164,7 @@ def main(argv=None) -> int:
                 "us_per_step": {k: round(v, 2) for k, v in best.items()},
                 "handwritten/numpy": round(best["handwritten"] / best["numpy"], 2),
                 "handwritten/torch": round(best["handwritten"] / best["torch"], 2),
+                **({"torch/torch_capture": round(best["torch"] / best["torch_capture"], 2)} if n else {}),
                 "device": torch.cuda.get_device_name(),
             }
             print(json.dumps(row), flush=True)

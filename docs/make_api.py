@@ -23,6 +23,7 @@ SECTIONS = [
     ("wmenv.transitions", ["GlobalRNG", "TerminationThreshold", "RewardModel"]),
     ("wmenv.progress", ["ModelCall", "Progress"]),
     ("wmenv.imagination", ["imagine"]),
+    ("wmenv.capture", ["CaptureError"]),
     ("wmenv.chunks", ["chunk_space", "ChunkStep"]),
     ("wmenv.groups", ["share_within_groups", "group_sources", "check_seeds", "check_group_size"]),
     ("wmenv.planning", ["StartData"]),

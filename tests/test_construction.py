@@ -161,7 +161,7 @@ def test_both_signatures_take_exactly_the_shared_options():
     def keyword_only(params):
         return {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
-    own_single, own_vector = {"seed"}, {"seed", "autoreset_mode", "batch_axes", "group_size"}
+    own_single, own_vector = {"seed"}, {"seed", "autoreset_mode", "batch_axes", "group_size", "capture"}
     assert set(keyword_only(single)) == set(SHARED_OPTIONS) | own_single
     assert set(keyword_only(vector)) == set(SHARED_OPTIONS) | own_vector
     assert len(set(SHARED_OPTIONS)) == len(SHARED_OPTIONS)

@@ -9,6 +9,7 @@ Example:
 import gymnasium as _gym
 
 from ._backend import DEFAULT as _DEFAULT
+from .capture import CaptureError
 from .check import CheckReport, check
 from .diagnostics import WorldModelWarning
 from .env import WorldModelEnv, make_world_model_env
@@ -17,6 +18,7 @@ from .planning import Rollout, Snapshot, repeat_state
 from .vector import WorldModelVectorEnv
 
 __all__ = [
+    "CaptureError",
     "CheckReport",
     "Evaluation",
     "Rollout",

@@ -166,6 +166,7 @@ def _rebuild(env, backend: str):
             autoreset_mode=env.autoreset_mode,
             batch_axes=env.batch_axes,
             group_size=env.group_size,
+            capture=env.capture,
             **options,
         )
     return type(env)(env.world_model, *env._given_spaces, backend=backend, **options)

@@ -46,10 +46,14 @@ __all__ = [
 def torch_batch_route(env, plan):
     """The vector env's torch route: :class:`HostTorchBatch` where the NumPy
     core's one call can step it (a plan, the state on the CPU), else
-    :class:`TorchBatch`."""
-    if plan is None or env._stage:
-        return TORCH_BATCH
-    return HostTorchBatch(plan)
+    :class:`TorchBatch`; with ``capture=True``, the captured route where the
+    state is on CUDA (:mod:`wmenv.capture`)."""
+    route = TORCH_BATCH if plan is None or env._stage else HostTorchBatch(plan)
+    if getattr(env, "capture", False):  # an env pickled before the option existed has none
+        from .capture import captured_route
+
+        return captured_route(env, route)
+    return route
 
 
 def make_ended_mask(env, device) -> None:
@@ -111,10 +115,7 @@ class TorchBatch:
         if not isinstance(env._elapsed, _torch.Tensor):  # the host route's counters, until now
             _device_counters(env)
         with env._autograd_off:
-            elapsed = env._elapsed + 1
-            state, obs, reward, terminated, truncated, info, can_end = env._results.step_batch(
-                env, env._state, prepare_action(env, actions), elapsed
-            )
+            state, obs, reward, terminated, truncated, info, can_end, elapsed = self.advance(env, actions)
             reset_now = mode.resets_before_stepping(env)
             if reset_now:
                 mask, mask_t = env._autoreset.copy(), env._ended
@@ -137,6 +138,17 @@ class TorchBatch:
             info.setdefault("model_state", state)
         env._state, env._obs, env._elapsed = state, obs, elapsed
         return obs, reward, terminated, truncated, info
+
+    def advance(self, env, actions):
+        """The batch's model call on the device: the result kind's
+        ``(state, obs, reward, terminated, truncated, info, can_end)`` and the counters after it."""
+        return self.call_model(env, prepare_action(env, actions))
+
+    @staticmethod
+    def call_model(env, action):
+        """:meth:`advance` of an action already prepared for the model."""
+        elapsed = env._elapsed + 1
+        return (*env._results.step_batch(env, env._state, action, elapsed), elapsed)
 
     def reset_counters(self, env, mask) -> None:
         """Zeroes the device counters and the ended mask of the envs ``mask`` reset."""

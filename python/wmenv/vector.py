@@ -13,6 +13,7 @@ from . import _backend, _spaces
 from ._base import WorldModelBase
 from .autoreset import MODES, check_autoreset_mode, check_batch_axes_option, merge_by_mask
 from .batch_reset import reset_batch, reset_options
+from .capture import check_capture
 from .groups import check_group_size, check_num_envs, check_seeds
 from .imagination import imagine
 from .options import document_options
@@ -48,6 +49,9 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
             paths (``"state[1][0]"``) to axes (see :func:`merge_by_mask`).
         group_size: groups of this many consecutive envs share each reset's
             start (see :mod:`wmenv.groups`).
+        capture: with ``output="torch"`` and the model on CUDA, record the
+            step once as a CUDA graph and replay it every step (see
+            :mod:`wmenv.capture`); elsewhere the env warns and steps uncaptured.
         {shared options}
 
     Example:
@@ -114,6 +118,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         chunk_reward: Any = "sum",
         chunk_frames: bool = True,
         group_size: Optional[int] = None,
+        capture: bool = False,
     ):
         self.num_envs = check_num_envs(num_envs)
         self.group_size = check_group_size(group_size, self.num_envs)
@@ -121,6 +126,7 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         self.autoreset_mode = check_autoreset_mode(autoreset_mode, output)
         self._autoreset_route = MODES[self.autoreset_mode]  # what a step does about envs that ended
         self._store_options(world_model, observation_space, action_space, locals())
+        self.capture = check_capture(capture, self)
         self._batch_of_one = False  # batched_model changes nothing here: the model always sees the whole batch
         self.batch_axes = check_batch_axes_option(batch_axes)
         self._axes_checked = not isinstance(batch_axes, dict)
