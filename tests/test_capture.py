@@ -266,6 +266,9 @@ def test_a_state_leaf_that_is_not_a_tensor_is_refused(backend, eager):
     [env.step(a) for a in actions(capture.WARMUP_STEPS)]
     with pytest.raises(CaptureError, match="leaf 1 is a int"):
         env.step(actions(1)[0])
+    assert type(env._route) is TorchBatch
+    obs = env.step(actions(1)[0])[0]  # uncaptured from now on
+    assert env.state[1] == capture.WARMUP_STEPS + 1 and obs.shape == (N, 3)
 
 
 def test_on_the_cpu_capture_warns_once_and_steps_as_the_host_route(backend):

@@ -257,9 +257,10 @@ class CapturedBatch(TorchBatch):
         """The graph of this env's step, recorded from its current state and ``action``."""
         for i, leaf in enumerate(leaves(env._state)):
             if not _is_tensor(leaf):
+                env._route = TorchBatch()  # the env steps uncaptured from now on
                 raise CaptureError(
                     f"capture=True needs every state leaf to be a tensor on the device; leaf {i} is a "
-                    f"{type(leaf).__name__}"
+                    f"{type(leaf).__name__}. The env now steps uncaptured; build it with capture=False to say so"
                 )
         state = map_leaves(_fresh, env._state)
         self.inputs = (leaves(state), action.clone(), env._elapsed.clone())
