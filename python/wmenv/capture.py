@@ -74,7 +74,6 @@ __all__ = [
     "CudaGraph",
     "PendingCapture",
     "capturable",
-    "captured_route",
     "check_capture",
 ]
 
@@ -166,13 +165,9 @@ def state_device(env):
     return None if leaf is None else leaf.device
 
 
-def captured_route(env, inner):
-    """``capture=True``'s route: decided at the first step, when the state's device is known."""
-    return PendingCapture(inner)
-
-
 class PendingCapture:
-    """Decides at the first step: the captured route where the state is on
+    """``capture=True``'s route until the first step, when the state's device
+    is known; it decides then: the captured route where the state is on
     CUDA, else (with a warning) ``inner``, the route without capture."""
 
     __slots__ = ("inner",)

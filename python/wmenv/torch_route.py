@@ -50,9 +50,9 @@ def torch_batch_route(env, plan):
     state is on CUDA (:mod:`wmenv.capture`)."""
     route = TORCH_BATCH if plan is None or env._stage else HostTorchBatch(plan)
     if getattr(env, "capture", False):  # an env pickled before the option existed has none
-        from .capture import captured_route
+        from .capture import PendingCapture
 
-        return captured_route(env, route)
+        return PendingCapture(route)
     return route
 
 
