@@ -12,6 +12,7 @@ the end run the real CUDA graph and skip without CUDA.
 """
 
 import pickle
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -278,8 +279,6 @@ def test_on_the_cpu_capture_warns_once_and_steps_as_the_host_route(backend):
         first = captured.step(acts[0])
     assert isinstance(captured._route, HostTorchBatch)
     assert_same(first, plain.step(acts[0]))
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once only
         for a in acts[1:]:

@@ -60,10 +60,11 @@ import warnings
 from typing import Any
 
 from . import _backend
+from ._tensors import first_leaf
 from .adapters import takes_generator, transition_target
 from .route import prepare_action
 from .torch_route import TorchBatch
-from .tree import first_leaf, leaves, map_leaves
+from .tree import leaves, map_leaves
 
 _torch: Any = _backend.torch
 
@@ -161,7 +162,7 @@ new_graph = CudaGraph  # what records a step on a device (tests stand in another
 
 def state_device(env):
     """The device of the env's state (its first tensor leaf), or ``None``."""
-    leaf = first_leaf(env._state, _is_tensor)
+    leaf = first_leaf(env._state)
     return None if leaf is None else leaf.device
 
 
@@ -227,11 +228,11 @@ class CapturedBatch(TorchBatch):
     def advance(self, env, actions):
         """The device route's model step: uncaptured while warming up, then
         the graph's replay, its results cloned out of the graph's buffers."""
+        if self.graph is None and self.steps < WARMUP_STEPS:
+            self.steps += 1
+            return super().advance(env, actions)
         action = prepare_action(env, actions)
         if self.graph is None:
-            if self.steps < WARMUP_STEPS:
-                self.steps += 1
-                return self.call_model(env, action)
             self._record(env, action)
         else:
             self._load(env, action)
@@ -269,7 +270,6 @@ class CapturedBatch(TorchBatch):
         graph = new_graph(state_device(env))
         try:
             graph.warm_up(body)
-            self._load(env, action)  # the warm-up may have written into the inputs (an in-place model)
             self.outputs = graph.record(body)
         except CaptureError:
             raise
@@ -282,7 +282,7 @@ class CapturedBatch(TorchBatch):
                 "changes. The env now steps uncaptured; build it with capture=False to say so"
             ) from exc
         self.graph = graph
-        self._load(env, action)
+        self._load(env, action)  # the warm-up may have written into the inputs (an in-place model)
 
     def _load(self, env, action) -> None:
         """Copies this step's state, action and counters into the graph's input buffers."""

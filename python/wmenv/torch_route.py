@@ -142,13 +142,8 @@ class TorchBatch:
     def advance(self, env, actions):
         """The batch's model call on the device: the result kind's
         ``(state, obs, reward, terminated, truncated, info, can_end)`` and the counters after it."""
-        return self.call_model(env, prepare_action(env, actions))
-
-    @staticmethod
-    def call_model(env, action):
-        """:meth:`advance` of an action already prepared for the model."""
         elapsed = env._elapsed + 1
-        return (*env._results.step_batch(env, env._state, action, elapsed), elapsed)
+        return (*env._results.step_batch(env, env._state, prepare_action(env, actions), elapsed), elapsed)
 
     def reset_counters(self, env, mask) -> None:
         """Zeroes the device counters and the ended mask of the envs ``mask`` reset."""
