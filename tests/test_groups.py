@@ -233,6 +233,10 @@ def chunked(backend, n=2, **kwargs):
     )
 
 
+def single_chunked(backend, **kwargs):
+    return WorldModelEnv(Video(), OBS, gym.spaces.Box(-1, 1, (2,), np.float32), backend=backend, chunk=T, **kwargs)
+
+
 def test_chunk_spaces_and_one_call_per_chunk(backend):
     env = chunked(backend)
     assert env.single_action_space.shape == (T, 2) and env.single_observation_space.shape == (T, 2)
@@ -271,20 +275,56 @@ def test_chunk_time_limits_count_env_steps(backend):
 def test_single_env_chunks_pass_gymnasium_checks(backend):
     from gymnasium.utils.env_checker import check_env
 
-    env = WorldModelEnv(
-        Video(),
-        OBS,
-        gym.spaces.Box(-1, 1, (2,), np.float32),
-        backend=backend,
-        chunk=T,
-        chunk_frames=False,
-        initial_state=torch.zeros(2),
-    )
+    env = single_chunked(backend, chunk_frames=False, initial_state=torch.zeros(2))
     assert env.observation_space.shape == (2,) and env.action_space.shape == (T, 2)
     env.reset(seed=0)
     obs, reward, terminated, _, info = env.step(np.full((T, 2), 1.0, np.float32))
     assert obs.tolist() == [3.0, 3.0] and reward == 6.0 and terminated is True and info["chunk_length"] == 3
     check_env(env, skip_render_check=True)
+
+
+class LastFrame(torch.nn.Module):
+    """A chunk model that returns only the chunk's last frame, of T features."""
+
+    def forward(self, state, action):
+        frames = state.unsqueeze(-2) + torch.cumsum(action, -2)
+        return {"state": frames[..., -1, :], "reward": frames[..., 0], "terminated": frames[..., 0] >= 2.5}
+
+
+def test_a_last_frame_as_long_as_the_chunk_is_not_read_as_frames(backend):
+    # a frame of T features: only the axis count tells a last frame from a chunk of frames
+    frame = gym.spaces.Box(-9, 9, (T,), np.float32)
+    act = gym.spaces.Box(-1, 1, (T,), np.float32)
+    env = WorldModelVectorEnv(
+        LastFrame(), 2, frame, act, backend=backend, chunk=T, chunk_frames=False, initial_state=torch.zeros(2, T)
+    )
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step(np.ones((2, T, T), np.float32))
+    assert obs.shape == (2, T) and obs[0].tolist() == [4.0] * T  # the model's one frame, as it is: not a slice of it
+    assert reward.tolist() == [6.0, 6.0] and terminated.all() and info["chunk_length"].tolist() == [3, 3]
+    frames = WorldModelVectorEnv(LastFrame(), 2, frame, act, backend=backend, chunk=T, initial_state=torch.zeros(2, T))
+    frames.reset(seed=0)
+    with pytest.raises(ValueError, match=r"chunk's 4 frames, shape \(2, 4, 4\), but the model returned one frame"):
+        frames.step(np.ones((2, T, T), np.float32))
+    with pytest.raises(ValueError, match=r"chunk_frames=False"):
+        frames.step(np.ones((2, T, T), np.float32))
+
+
+def test_single_env_chunks_with_a_batched_model(backend):
+    for chunk_frames, shape in ((True, (T, 2)), (False, (2,))):
+        env = single_chunked(backend, chunk_frames=chunk_frames, batched_model=True, initial_state=torch.zeros(1, 2))
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == shape
+        obs, reward, terminated, _, info = env.step(np.full((T, 2), 1.0, np.float32))
+        assert obs.shape == shape and reward == 6.0 and terminated is True and info["chunk_length"] == 3
+        assert obs.reshape(-1, 2)[-1].tolist() == [3.0, 3.0]  # held at the terminating frame
+
+
+def test_chunks_and_ensembles_are_refused_together(backend):
+    with pytest.raises(ValueError, match=r"chunk= and members= cannot be combined"):
+        WorldModelVectorEnv(Video(), 2, OBS, ACT, backend=backend, chunk=T, members=2)
+    with pytest.raises(ValueError, match=r"chunk= and members= cannot be combined"):
+        WorldModelEnv(Video(), OBS, ACT, backend=backend, chunk=T, members=2)
 
 
 # Progress for slow models.

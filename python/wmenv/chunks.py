@@ -8,7 +8,11 @@ Video world models generate a chunk of frames per call. With ``chunk=T``:
   the whole chunk in one call;
 * the observation is the chunk's frames, ``(T, *observation_shape)`` (the
   observation space repeated ``T`` times), or with ``chunk_frames=False``
-  only the last frame (the space as given);
+  only the last frame (the space as given). The model returns every frame,
+  or with ``chunk_frames=False`` may return the last one only: a leaf
+  carries the time axis when it has one axis more than a frame of its space
+  (a frame whose first axis is ``T`` long is still one frame), and a single
+  frame where the env hands out ``T`` is a ``ValueError`` with the fix;
 * the model's reward and termination may carry the time axis, ``(T,)`` per
   env: a termination inside the chunk ends the episode at that frame, and
   later frames repeat the terminal one and their rewards count for nothing;
@@ -17,6 +21,8 @@ Video world models generate a chunk of frames per call. With ``chunk=T``:
   ``(..., T)`` rewards; ``info["chunk_length"]`` is how many frames counted;
 * ``max_episode_steps`` counts env steps (frames): an episode is truncated
   after ``ceil(max_episode_steps / T)`` chunks;
+* the single env takes ``batched_model=True`` too (the time axis after the
+  batch of one); ``members=`` cannot be combined with chunks (``ValueError``);
 * a reset's observation is a chunk too: ``start_data``'s real frame is
   repeated ``T`` times; other resets return ``(T, ...)`` observations (or
   the last frame only, with ``chunk_frames=False``).
@@ -39,7 +45,7 @@ import numpy as np
 from gymnasium import spaces
 
 from . import _backend
-from .tree import map_leaves
+from .tree import MAX_DEPTH, TOO_DEEP, map_leaves, rebuild
 from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
@@ -94,11 +100,31 @@ def _array(x):
 
 class ChunkStep:
     """A transition generating ``t`` steps per call, its result reduced to one
-    env step per chunk (see the module's docstring)."""
+    env step per chunk (see the module's docstring).
 
-    def __init__(self, transition: Callable, t: int, reward, frames: bool, parse_step, batched: bool):
+    ``batched``: the model's results carry a batch axis before the time axis
+    (the vector env, or a single env's ``batched_model``); ``vector``: the
+    step is a vector env's (``info["chunk_length"]`` per env). ``frame_space``
+    is the observation space of one frame: an observation leaf carries the
+    time axis when it has one axis more than its frame (so a model that
+    returns only the last frame is not read as a chunk when a frame's first
+    axis happens to be ``t`` long)."""
+
+    def __init__(
+        self,
+        transition: Callable,
+        t: int,
+        reward,
+        frames: bool,
+        parse_step,
+        batched: bool,
+        vector: Optional[bool] = None,
+        frame_space: Optional[spaces.Space] = None,
+    ):
         self.transition, self.t, self.reward, self.frames = transition, t, reward, frames
         self.parse_step, self.batched = parse_step, batched
+        self.vector = batched if vector is None else vector
+        self.frame_space = frame_space
 
     def __call__(self, state, action):
         """One model call: the chunk's steps reduced to one env step."""
@@ -120,10 +146,10 @@ class ChunkStep:
             before = _shift(ended)  # frames after the terminating one count for nothing
             counted = ~before
             info["chunk_length"] = _to_numpy(counted.sum(-1) if hasattr(counted, "dim") else counted.sum(-1))
-            if not self.batched:
+            if not self.vector:
                 info["chunk_length"] = int(np.asarray(info["chunk_length"]).reshape(-1)[0])
             if obs is not None:
-                obs = _hold(obs, before, lead, self.t)
+                obs = _hold(obs, before, lead, self.t, self.frame_space)
         if reward is not None:
             r = _array(reward)
             if r.ndim == lead + 1 and r.shape[lead] == self.t:
@@ -136,8 +162,11 @@ class ChunkStep:
                     reward = r[..., -1] if last is None else _take_last(r, last)
                 else:
                     reward = self.reward(r)
-        if not self.frames and obs is not None:
-            obs = _last_frame(obs, lead, self.t)
+        if obs is not None:
+            if self.frames:
+                _check_frames(obs, lead, self.t, self.frame_space)
+            else:
+                obs = _last_frame(obs, lead, self.t, self.frame_space)
         return (next_state, obs, reward, terminated, truncated, info)
 
 
@@ -164,15 +193,39 @@ def _take_last(r, last):
     return np.take_along_axis(r, np.asarray(last)[..., None], axis=-1)[..., 0]
 
 
-def _hold(obs, after, lead, t):
+def _frame_ndims(fn, obs, space, depth: int = 0):
+    """``obs`` with every leaf replaced by ``fn(leaf, ndim)``, ``ndim`` the
+    number of axes of that leaf's frame in ``space`` (``None`` where the
+    space does not say: a leaf outside it, or a space without a shape)."""
+    if depth > MAX_DEPTH:
+        raise ValueError(TOO_DEEP)
+    if isinstance(obs, Mapping):
+        sub = space.spaces if isinstance(space, spaces.Dict) else {}
+        return {k: _frame_ndims(fn, v, sub.get(k), depth + 1) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        items = space.spaces if isinstance(space, spaces.Tuple) else ()
+        parts = [_frame_ndims(fn, v, items[i] if i < len(items) else None, depth + 1) for i, v in enumerate(obs)]
+        return rebuild(obs, parts)
+    shape = getattr(space, "shape", None) if isinstance(space, spaces.Space) else None
+    return fn(obs, None if shape is None else len(shape))
+
+
+def _has_time_axis(x, lead: int, t: int, ndim: Optional[int]) -> bool:
+    """Whether the array ``x`` carries the chunk's time axis after its ``lead`` batch axes."""
+    if x.ndim <= lead or x.shape[lead] != t:
+        return False
+    return ndim is None or x.ndim == lead + 1 + ndim
+
+
+def _hold(obs, after, lead, t, space=None):
     """Frames after the terminating one replaced by it, leaf by leaf (leaves
     without the time axis, a last frame only, as they are)."""
-    return map_leaves(lambda leaf: _hold_leaf(leaf, after, lead, t), obs)
+    return _frame_ndims(lambda leaf, ndim: _hold_leaf(leaf, after, lead, t, ndim), obs, space)
 
 
-def _hold_leaf(obs, after, lead, t):
+def _hold_leaf(obs, after, lead, t, ndim=None):
     x = _array(obs)
-    if x.ndim <= lead or x.shape[lead] != t:
+    if not _has_time_axis(x, lead, t, ndim):
         return obs
     index = (~after).sum(-1) - 1  # the last counted frame of each env
     if _torch is not None and isinstance(x, _torch.Tensor):
@@ -185,14 +238,33 @@ def _hold_leaf(obs, after, lead, t):
     return np.take_along_axis(x, np.broadcast_to(idx.reshape(shape), x.shape), axis=lead)
 
 
-def _last_frame(obs, lead, t):
-    def last(leaf):
+def _last_frame(obs, lead, t, space=None):
+    def last(leaf, ndim):
         x = _array(leaf)
-        if x.ndim > lead and x.shape[lead] == t:
+        if _has_time_axis(x, lead, t, ndim):
             return x[:, -1] if lead else x[-1]
         return leaf
 
-    return map_leaves(last, obs)
+    return _frame_ndims(last, obs, space)
+
+
+def _check_frames(obs, lead, t, space) -> None:
+    """A ValueError with the fix for a leaf that is one frame where the env
+    hands out the chunk's frames (``chunk_frames=True``)."""
+
+    def check(leaf, ndim):
+        shape = getattr(leaf, "shape", None)
+        if ndim is None or shape is None:
+            return leaf
+        if len(shape) == lead + ndim and not _has_time_axis(_array(leaf), lead, t, ndim):
+            raise ValueError(
+                f"with chunk={t} the observation is the chunk's {t} frames, shape "
+                f"{tuple(shape[:lead]) + (t,) + tuple(shape[lead:])}, but the model returned one frame, shape "
+                f"{tuple(shape)}: return every frame, or pass chunk_frames=False to hand out the last frame only"
+            )
+        return leaf
+
+    _frame_ndims(check, obs, space)
 
 
 def repeat_frames(obs, t: int, lead: int):

@@ -58,7 +58,9 @@ def compile_layers(env, core):
             env.chunk_reward,
             env.chunk_frames,
             core.parse_step,
-            env._snapshot_envs() is not None,
+            batched=env._snapshot_envs() is not None or env._batch_of_one,
+            vector=env._snapshot_envs() is not None,
+            frame_space=env._given_spaces[0],
         )
     env._ensemble = None
     threshold = env.terminated_threshold

@@ -220,6 +220,11 @@ class Options:
         self.terminated_threshold = check_threshold(self.terminated_threshold)
         self._chunk = check_chunk(self.chunk, self.chunk_reward)
         self.chunk_frames = bool(self.chunk_frames)
+        if self._chunk is not None and self._ensemble_options is not None:
+            raise ValueError(
+                "chunk= and members= cannot be combined: an ensemble's member axis and a chunk's time axis "
+                "would both sit on every result; pick the member inside a transition_fn instead"
+            )
         self.success_threshold = check_success_threshold(self.success_threshold)
         if self.success_threshold is not None and self.reward_model is None:
             raise ValueError("success_threshold needs reward_model= (it thresholds the reward model's score)")
