@@ -76,6 +76,28 @@ def test_a_fixed_member_and_the_mean(backend):
     np.testing.assert_allclose(reward, np.full(N, 1.0 + 7.0 / 4), rtol=1e-6)
 
 
+def test_a_state_that_is_the_observation_follows_the_sample(backend):
+    """A state given as the observation itself takes the sampled observation,
+    as a result without a state does; a state of its own is the member's."""
+    model = Gaussian()
+    for same in (True, False):
+
+        def transition(m, s, a, same=same):
+            out = model(s, a)
+            out["state"] = out["observation"] if same else out["observation"].clone()
+            return out
+
+        env = WorldModelVectorEnv(
+            None, N, OBS, ACT, backend=backend, members=E, member=2, transition_fn=transition,
+            initial_state=torch.zeros(N, D),
+        )  # fmt: skip
+        env.reset(seed=0)
+        obs = env.step(ONES)[0]
+        assert not np.allclose(obs, 3.0)  # sampled: sigma is 0.3
+        want = obs if same else np.full((N, D), 3.0, np.float32)  # member 2's mean: 0 + 1 + 2
+        np.testing.assert_allclose(env.state.numpy(), want, rtol=1e-6)
+
+
 def test_episode_members_hold_for_an_episode(backend):
     env = vector(backend, member="episode", max_episode_steps=3)
     env.reset(seed=1)

@@ -15,8 +15,10 @@ The options of both envs (``members=E`` turns them on):
 * With a ``"std"`` (or ``"log_var"``, ``std = exp(log_var / 2)``) head, the
   observation is sampled from the chosen member's Gaussian, ``μ + σ·ε`` with
   ``ε`` from the env's generator; ``member="mean"`` takes the mean of the
-  members' means. A result without a state of its own takes the (sampled)
-  observation as its next state.
+  members' means. A result without a state of its own, or whose state is
+  its observation (the same object: ``{"state": mu, "observation": mu,
+  "std": sigma}``), takes the (sampled) observation as its next state, as
+  MBPO and PETS feed a sampled prediction back.
 * ``uncertainty`` per env, from the members' means ``μ_i`` and deviations ``σ_i``
   (flattened per env):
 
