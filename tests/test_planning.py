@@ -335,6 +335,29 @@ def test_data_driven_windows_with_actions(make_env):
         make_env(None, BOX3, ACT1, transition_fn=lambda m, s, a: (s, s), start_data=data, start_context=11)
 
 
+@pytest.mark.parametrize("data", [np.arange(60.0).reshape(20, 3), torch.arange(60.0).reshape(20, 3)])
+def test_torch_output_merges_start_data_into_partial_resets(backend, data):
+    """NumPy (float64) or tensor start data, merged into torch-mode observations by autoresets and masks."""
+    env = WorldModelVectorEnv(
+        torch.nn.Identity(), 4, BOX3, ACT1, backend=backend, output="torch", max_episode_steps=2,
+        transition_fn=lambda m, s, a: (s + 1000, s + 1000), start_data=data,
+    )  # fmt: skip
+    obs, info = env.reset(seed=0)
+    rows = torch.as_tensor(np.asarray(data), dtype=torch.float32)
+    assert torch.equal(obs, rows[torch.from_numpy(info["start_index"])])
+    for _ in range(2):
+        obs, _, _, truncated, _ = env.step(torch.zeros(4, 1))
+    assert truncated.all() and obs.dtype == torch.float32
+    obs, _, _, _, info = env.step(torch.zeros(4, 1))  # the autoreset step: every env starts from the data
+    assert isinstance(obs, torch.Tensor) and torch.equal(obs, rows[torch.from_numpy(info["start_index"])])
+    before = obs.clone()
+    mask = np.array([True, False, True, False])
+    obs, info = env.reset(options={"reset_mask": mask})
+    assert torch.equal(obs[~torch.from_numpy(mask)], before[~torch.from_numpy(mask)])
+    assert torch.equal(obs[torch.from_numpy(mask)], rows[torch.from_numpy(info["start_index"][mask])])
+    assert env.step(torch.zeros(4, 1))[0].dtype == torch.float32
+
+
 def test_partial_resets_draw_only_for_the_masked_envs(backend):
     data = torch.arange(300.0).reshape(100, 3)
     calls = []

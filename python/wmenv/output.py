@@ -36,9 +36,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from . import _backend, _staging
 from ._tensors import TorchOutput, first_leaf, parse_reset
 from .autoreset import scatter_by_mask
+from .tree import map_leaves
 
 _torch: Any = _backend.torch
 
@@ -237,8 +240,11 @@ class TorchResults:
         return self.out.secure(out, 1)
 
     def start_batch(self, env, mask, state, held, obs):
-        """``(state, obs)`` with the start observations ``held[0]`` merged in by ``mask``, as tensors."""
-        merged = [scatter_by_mask(mask, held.pop(), obs, 0, "observation")]
+        """``(state, obs)`` with the start observations ``held[0]`` merged in by
+        ``mask``, as tensors (NumPy start data becomes tensors before it is
+        merged into the tensors it replaces, as NumPy mode makes it arrays)."""
+        part = [map_leaves(_as_tensor, held.pop())]
+        merged = [scatter_by_mask(mask, part.pop(), obs, 0, "observation")]
         out = (state, self.out.observation(merged.pop(), env._obs_spec, protect=True))
         return self.out.secure(out, 1)
 
@@ -249,6 +255,12 @@ class TorchResults:
     def truncated(self, truncated):
         """The single env's flag at its time limit, as a tensor."""
         return _torch.ones_like(truncated)
+
+
+def _as_tensor(leaf):
+    """A NumPy leaf as a new tensor (a few start rows: read-only or strided
+    data copies as any other); anything else as it is."""
+    return _torch.tensor(leaf) if isinstance(leaf, np.ndarray) else leaf
 
 
 def _info(info) -> dict:
