@@ -358,6 +358,49 @@ def test_torch_output_merges_start_data_into_partial_resets(backend, data):
     assert env.step(torch.zeros(4, 1))[0].dtype == torch.float32
 
 
+def test_snapshots_replay_the_observation_samples_of_later_resets(backend):
+    """A default reset without initial_observation samples the observation
+    space (each part of a Dict from its own generator): a snapshot restores
+    those generators, so a replay through later resets samples the same."""
+    from wmenv import WorldModelEnv
+
+    space = gym.spaces.Dict({"x": BOX3, "k": gym.spaces.Discrete(5)})
+
+    def step(m, s, a):
+        return {"state": s + 1, "observation": {"x": (s + 1).float(), "k": torch.tensor(0)}}
+
+    def run(env, steps):
+        out = []
+        for _ in range(steps):
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            out.append(obs)
+            if terminated or truncated:
+                out.append(env.reset()[0])
+        return out
+
+    env = WorldModelEnv(
+        None, space, ACT1, transition_fn=step, initial_state=torch.zeros(3), max_episode_steps=2, backend=backend
+    )
+    env.reset(seed=0)
+    snap = env.get_state(copy=True)
+    first = run(env, 5)
+    env.set_state(snap)
+    again = run(env, 5)
+    assert len(first) == 7 and [o["k"] for o in first] == [o["k"] for o in again]
+    assert all(np.array_equal(a["x"], b["x"]) for a, b in zip(first, again))
+    vector = WorldModelVectorEnv(
+        None, 3, BOX3, ACT1, transition_fn=lambda m, s, a: s + 1, initial_state=torch.zeros(3, 3),
+        max_episode_steps=2, backend=backend,
+    )  # fmt: skip
+    vector.reset(seed=0)
+    snap = vector.get_state()
+    first = [vector.step(np.zeros((3, 1), np.float32))[0].copy() for _ in range(5)]  # autoresets sample the space
+    vector.set_state(snap)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(first, [vector.step(np.zeros((3, 1), np.float32))[0] for _ in range(5)])
+    )
+
+
 def test_partial_resets_draw_only_for_the_masked_envs(backend):
     data = torch.arange(300.0).reshape(100, 3)
     calls = []

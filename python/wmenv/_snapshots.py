@@ -2,7 +2,8 @@
 
 :class:`Snapshots` gives both envs ``get_state``/``set_state`` (the
 :class:`~wmenv.planning.Snapshot` of the model state, last observation, step
-counters, generator and NumPy RNG states, autoreset mask and the layers'
+counters, generator and NumPy RNG states (the env's, and its observation
+space's, which a default reset samples), autoreset mask and the layers'
 episode state), pickling (everything but what ``_compile`` rebuilds), and
 ``offload``/``onload`` (the model and state moved off the accelerator between
 collection and training).
@@ -10,9 +11,11 @@ collection and training).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import numpy as np
+from gymnasium.spaces import Space
 
 from . import _backend, torch_route
 from .groups import to_device
@@ -44,6 +47,23 @@ def _check_counters(elapsed, num_envs) -> None:
         raise ValueError("the snapshot's step counters must lie in [0, 2**62)")
 
 
+def _space_rngs(space) -> list:
+    """The NumPy generators of ``space`` and of every space inside it (a
+    ``Dict``'s, a ``Tuple``'s, a ``Sequence``'s or a ``Graph``'s parts each
+    sample from their own), in a fixed order: what a sample of it draws from."""
+    out = [space.np_random]
+    parts = getattr(space, "spaces", None)
+    if isinstance(parts, Mapping):
+        parts = list(parts.values())
+    if not isinstance(parts, (list, tuple)):
+        parts = []
+    parts = list(parts) + [getattr(space, name, None) for name in ("feature_space", "node_space", "edge_space")]
+    for part in parts:
+        if isinstance(part, Space):
+            out += _space_rngs(part)
+    return out
+
+
 def _is_tensor(x) -> bool:
     return _torch is not None and isinstance(x, _torch.Tensor)
 
@@ -64,6 +84,7 @@ class Snapshots:
     _ensemble: Any
     _reward_layer: Any
     _note_state_device: Any
+    observation_space: Any
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -137,6 +158,7 @@ class Snapshots:
             ensemble=None if self._ensemble is None else self._ensemble.state(),
             reward_base=None if self._reward_layer is None or self._reward_layer.base is None
             else self._reward_layer.base.copy(),
+            space_rng_states=[deep_copy(rng.bit_generator.state) for rng in _space_rngs(self.observation_space)],
         )  # fmt: skip
 
     def _snapshot_envs(self) -> Optional[int]:  # pragma: no cover - each env defines it
@@ -173,6 +195,11 @@ class Snapshots:
         if self._generator is not None and snapshot.generator_state is not None:
             self._generator.set_state(snapshot.generator_state)
         self.np_random.bit_generator.state = deep_copy(snapshot.np_random_state)  # type: ignore[attr-defined]
+        if snapshot.space_rng_states is not None:
+            rngs = _space_rngs(self.observation_space)
+            if len(rngs) == len(snapshot.space_rng_states):  # the env's own space: always, through _check_snapshot
+                for rng, saved in zip(rngs, snapshot.space_rng_states):
+                    rng.bit_generator.state = deep_copy(saved)
         if snapshot.autoreset is not None:
             self._autoreset = snapshot.autoreset.copy()
         if self._ensemble is not None:

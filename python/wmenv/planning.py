@@ -52,6 +52,7 @@ class Snapshot:
     num_envs: Optional[int] = None
     ensemble: Any = None
     reward_base: Any = None
+    space_rng_states: Any = None  # the observation space's RNGs (a default reset samples it)
 
 
 def deep_copy(tree):
