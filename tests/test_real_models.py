@@ -283,6 +283,59 @@ def test_check_on_a_vector_env(backend):
     assert "model call: transition_fn(world_model, state, action)" in text and "env-steps/s" in text
 
 
+def test_check_on_torch_mode_and_disabled_autoresets(backend):
+    """Torch mode is checked as its NumPy twin and compared with it; a DISABLED
+    vector env has its ended envs reset by mask, as its users do."""
+    from gymnasium.vector import AutoresetMode
+
+    def step(m, s, a):
+        nxt = s + a
+        return {"state": nxt, "reward": nxt[..., 0], "terminated": nxt[..., 0] > 1.5}
+
+    single = WorldModelEnv(
+        torch.nn.Identity(), OBS, ACT, backend=backend, output="torch", transition_fn=step,
+        initial_state=torch.zeros(2), max_episode_steps=3,
+    )  # fmt: skip
+    for env in (
+        single,
+        WorldModelVectorEnv(
+            torch.nn.Identity(),
+            4,
+            OBS,
+            ACT,
+            backend=backend,
+            output="torch",
+            transition_fn=step,
+            initial_state=torch.zeros(4, 2),
+            max_episode_steps=3,
+        ),  # fmt: skip
+        WorldModelVectorEnv(
+            None,
+            4,
+            OBS,
+            ACT,
+            backend=backend,
+            autoreset_mode=AutoresetMode.DISABLED,
+            transition_fn=step,
+            initial_state=torch.zeros(4, 2),
+            max_episode_steps=3,
+        ),  # fmt: skip
+    ):
+        report = wmenv.check(env, steps=12)
+        text = str(report)
+        assert report.ok, text
+        if env.output == "torch":
+            assert "checked as the same env with output='numpy'" in text
+            assert "output: torch and numpy gave the same trajectory" in text
+    assert "gymnasium check_env: passed" in str(wmenv.check(single, steps=6))
+    noisy = WorldModelEnv(
+        None, OBS, ACT, backend=backend, output="torch", initial_state=torch.zeros(2),
+        transition_fn=lambda m, s, a: (s, torch.rand(2)),
+    )  # fmt: skip
+    text = str(wmenv.check(noisy, steps=4))
+    assert "FAIL determinism" in text and "output: torch not compared" in text
+
+
 def test_check_says_how_the_model_is_called_and_what_drives_the_reset(backend):
     class ActionOnly(torch.nn.Module):
         def forward(self, x):

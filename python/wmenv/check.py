@@ -154,9 +154,12 @@ def _same(a, b) -> bool:
         return False
 
 
-def _rebuild(env, backend: str):
-    """The same env on another backend (the vector env with its own options too)."""
+def _rebuild(env, backend: str, **changes):
+    """The same env on another backend (the vector env with its own options
+    too), with ``changes`` to its options."""
     options = {name: getattr(env, name) for name in SHARED_OPTIONS if name != "backend"}
+    capture = changes.pop("capture", getattr(env, "capture", False))
+    options.update(changes)
     if hasattr(env, "num_envs"):
         return type(env)(
             env.world_model,
@@ -166,7 +169,7 @@ def _rebuild(env, backend: str):
             autoreset_mode=env.autoreset_mode,
             batch_axes=env.batch_axes,
             group_size=env.group_size,
-            capture=env.capture,
+            capture=capture,
             **options,
         )
     return type(env)(env.world_model, *env._given_spaces, backend=backend, **options)
@@ -328,7 +331,9 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
     usual checkers pass: a :class:`~wmenv.WorldModelEnv`, or a
     :class:`~wmenv.WorldModelVectorEnv` (batched actions; determinism, the
     backends and the batch's dtypes and shapes are checked, there being no
-    ecosystem checker for vector envs).
+    ecosystem checker for vector envs). An env with ``output="torch"`` is
+    checked as the same env with ``output="numpy"``, and its seeded steps are
+    compared with that env's.
 
     Example:
         >>> import gymnasium as gym, numpy as np, torch
@@ -340,6 +345,8 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
     """
     from .vector import WorldModelVectorEnv
 
+    if getattr(env, "output", "numpy") == "torch":
+        return _check_torch_output(env, steps, seed)
     if isinstance(env, WorldModelVectorEnv):
         return _check_vector(env, steps, seed)
     report = CheckReport()
@@ -398,13 +405,84 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
 
 
 def _vector_rollout(env, seed: int, actions) -> list:
+    """The batch's steps; with autoreset_mode DISABLED the ended envs are
+    reset (by mask) before the next step, as its users do."""
     obs, _ = env.reset(seed=seed)
     out = [copy.deepcopy(obs)]
     for action in actions:
         obs, reward, terminated, truncated, info = env.step(action)
         elapsed = np.asarray(info.get("elapsed_steps", np.zeros(env.num_envs, np.int64)))
         out.append((copy.deepcopy(obs), reward.copy(), terminated.copy(), truncated.copy(), elapsed.copy()))
+        obs = _reset_ended(env, terminated, truncated)
+        if obs is not None:
+            out.append(copy.deepcopy(obs))
     return out
+
+
+def _reset_ended(env, terminated, truncated):
+    """With autoreset_mode DISABLED, resets the envs that ended (by mask) and
+    returns the observations; otherwise ``None``."""
+    from gymnasium.vector import AutoresetMode
+
+    ended = np.asarray(terminated) | np.asarray(truncated)
+    if env.autoreset_mode != AutoresetMode.DISABLED or not ended.any():
+        return None
+    return env.reset(options={"reset_mask": ended})[0]
+
+
+class _AsNumpy:
+    """A torch-mode env whose steps come out as NumPy mode hands them out
+    (arrays, and the single env's Python scalars), to compare the two."""
+
+    def __init__(self, env):
+        self.env, self.vector = env, hasattr(env, "num_envs")
+        self.num_envs = getattr(env, "num_envs", None)
+        self.autoreset_mode = getattr(env, "autoreset_mode", None)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return _numpy(obs), _numpy(info)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.vector:
+            return _numpy(obs), _numpy(reward), _numpy(terminated), _numpy(truncated), _numpy(info)
+        return _numpy(obs), float(reward), bool(terminated), bool(truncated), _numpy(info)
+
+
+def _numpy(tree):
+    torch = _backend.torch
+    return map_leaves(lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, tree)
+
+
+def _check_torch_output(env, steps: int, seed: int) -> CheckReport:
+    """``check`` for ``output="torch"``: the checks run on the same env with
+    ``output="numpy"`` (Gymnasium's and SB3's checkers take NumPy and Python
+    scalars; the two modes share every rule but the last conversion), and the
+    torch env's seeded steps are compared with that env's."""
+    twin = _rebuild(env, env.backend, output="numpy", capture=False)
+    report = check(twin, steps=steps, seed=seed)
+    report.lines.insert(
+        0,
+        "output: torch; checked as the same env with output='numpy' (the checkers take NumPy), "
+        "and the torch env's steps compared with it",
+    )
+    if any(line.startswith(("determinism", "stepping")) for line in report.failures):
+        report.say("output: torch not compared (the numpy env did not step, or not the same way twice)")
+        return report
+    twin.action_space.seed(seed)
+    actions = [twin.action_space.sample() for _ in range(steps)]
+    rollout = _vector_rollout if hasattr(env, "num_envs") else _rollout
+    try:
+        same = _same(rollout(_AsNumpy(env), seed, actions), rollout(twin, seed, actions))
+    except Exception as exc:
+        report.fail(f"output: torch: stepping raised {type(exc).__name__}: {exc}")
+        return report
+    if same:
+        report.say("output: torch and numpy gave the same trajectory")
+    else:
+        report.fail("output: torch and numpy gave different trajectories from the same seed and actions")
+    return report
 
 
 def _check_vector(env, steps: int, seed: int) -> CheckReport:
@@ -432,7 +510,8 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
                 outside += not space.contains(_row(obs, i))
         report.say(f"observations outside the observation space: {outside} of {total}")
         n = env.num_envs
-        for item in trajectory[1:]:
+        stepped_items = [item for item in trajectory[1:] if isinstance(item, tuple)]  # DISABLED's resets left out
+        for item in stepped_items:
             _, reward, terminated, truncated, _ = item
             for name, value, dtype in (("reward", reward, np.float32), ("terminated", terminated, np.bool_)):
                 if not isinstance(value, np.ndarray) or value.shape != (n,) or value.dtype != dtype:
@@ -440,11 +519,11 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
                     break
         lengths = [
             int(e)
-            for item in trajectory[1:]
+            for item in stepped_items
             for e, t, u in zip(item[4], item[2], item[3])
             if (t or u) and e > 0  # an episode that ended at this step, and how long it was
         ]
-        stepped = sum(int((item[4] > 0).sum()) for item in trajectory[1:])
+        stepped = sum(int((item[4] > 0).sum()) for item in stepped_items)
         mean = f", mean length {np.mean(lengths):.1f} steps" if lengths else ""
         report.say(f"episodes ended in {steps} batched steps: {len(lengths)}{mean}")
         if stepped and lengths and len(lengths) == stepped and max(lengths) == 1:
@@ -456,7 +535,7 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
         env.reset(seed=seed)
         start = time.perf_counter()
         for action in actions:
-            env.step(action)
+            _reset_ended(env, *env.step(action)[2:4])
         per_call = (time.perf_counter() - start) / max(len(actions), 1)
         report.say(
             f"step: {per_call * 1e6:.1f} us per batched call (model included), "
