@@ -441,6 +441,12 @@ def test_evaluate_refuses_what_it_cannot_use(backend):
         wmenv.evaluate(env, {"observations": np.zeros((3, 2)), "actions": np.zeros((3, 2))})
     with pytest.raises(ValueError, match="horizon must be a positive int"):
         wmenv.evaluate(env, {}, horizon=0)
+    with pytest.raises(
+        TypeError, match=r"must be a mapping of arrays .* got TimeLimit; a Gymnasium env goes in real_env="
+    ):
+        wmenv.evaluate(env, gym.make("Pendulum-v1"))
+    with pytest.raises(TypeError, match=r"must be a mapping of arrays .* got list$"):
+        wmenv.evaluate(env, [1, 2])
 
 
 def test_check_reports_episode_lengths_of_a_single_env(backend):

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -177,6 +178,12 @@ def evaluate(
         if real_env is None:
             raise ValueError("evaluate needs data (real transitions) or real_env to collect them from")
         data = collect(real_env, policy, episodes, seed)
+    if not isinstance(data, Mapping):
+        hint = "; a Gymnasium env goes in real_env=" if hasattr(data, "step") and hasattr(data, "reset") else ""
+        raise TypeError(
+            "evaluate's data must be a mapping of arrays ('observations', 'next_observations', 'actions', ...), "
+            f"got {type(data).__name__}{hint}"
+        )
     missing = [k for k in ("observations", "next_observations", "actions") if k not in data]
     if missing:
         raise ValueError(f"evaluate's data lacks {', '.join(map(repr, missing))}")
