@@ -336,6 +336,32 @@ def test_check_on_torch_mode_and_disabled_autoresets(backend):
     assert "FAIL determinism" in text and "output: torch not compared" in text
 
 
+def test_check_tells_a_tuple_observation_from_a_step(backend):
+    """A Tuple space's reset observation is a tuple: check still counts its episodes."""
+    space = gym.spaces.Tuple((OBS, gym.spaces.Box(-1e3, 1e3, (1,), np.float64)))
+
+    def step(m, s, a):
+        return {"state": s + 1, "observation": (s + 1, (s + 1)[:1].double()), "reward": float(s[0])}
+
+    for vector in (False, True):
+        kwargs = dict(backend=backend, transition_fn=step, max_episode_steps=3)
+        if vector:
+            kwargs["transition_fn"] = lambda m, s, a: (s + 1, (s + 1, (s + 1)[:, :1].double()))
+            env = WorldModelVectorEnv(
+                None, 2, space, ACT, initial_state=torch.zeros(2, 2),
+                initial_observation=(torch.zeros(2, 2), torch.zeros(2, 1, dtype=torch.float64)), **kwargs,
+            )  # fmt: skip
+        else:
+            env = WorldModelEnv(
+                None, space, ACT, initial_state=torch.zeros(2),
+                initial_observation=(torch.zeros(2), torch.zeros(1, dtype=torch.float64)), **kwargs,
+            )  # fmt: skip
+        text = str(wmenv.check(env, steps=9))
+        assert "wmenv check: ok" in text, text
+        assert "observations outside the observation space: 0 of" in text
+        assert "episodes ended in 9" in text and "mean length 3.0 steps" in text
+
+
 def test_check_says_how_the_model_is_called_and_what_drives_the_reset(backend):
     class ActionOnly(torch.nn.Module):
         def forward(self, x):

@@ -110,12 +110,18 @@ def _describe_result(result, kind: str, env=None) -> str:
     return f"a bare {type(result).__name__}, taken as the {'next state and ' if kind == 'step' else ''}observation"
 
 
+class _Step(tuple):
+    """A step's record in a rollout, ``(obs, reward, terminated, truncated[,
+    elapsed])``, told apart from a reset's observation, which may itself be
+    a tuple (a ``Tuple`` space's)."""
+
+
 def _rollout(env, seed: int, actions) -> list:
     obs, _ = env.reset(seed=seed)
     out = [copy.deepcopy(obs)]
     for action in actions:
         obs, reward, terminated, truncated, _ = env.step(action)
-        out.append((copy.deepcopy(obs), reward, terminated, truncated))
+        out.append(_Step((copy.deepcopy(obs), reward, terminated, truncated)))
         if terminated or truncated:
             obs, _ = env.reset()
             out.append(copy.deepcopy(obs))
@@ -126,7 +132,7 @@ def _episode_lengths(report, trajectory, steps: int) -> None:
     """How long the single env's episodes were; all of one step is a probability head's mark."""
     lengths, length = [], 0
     for item in trajectory[1:]:
-        if not isinstance(item, tuple):  # a reset
+        if not isinstance(item, _Step):  # a reset
             continue
         length += 1
         if item[2] or item[3]:
@@ -361,7 +367,7 @@ def check(env, *, steps: int = 50, seed: int = 0) -> CheckReport:
         except Exception as exc:
             report.fail(f"stepping raised {type(exc).__name__}: {exc}")
             return report
-        outside = sum(not space.contains(item[0] if isinstance(item, tuple) else item) for item in trajectory)
+        outside = sum(not space.contains(item[0] if isinstance(item, _Step) else item) for item in trajectory)
         report.say(f"backend: {env.backend}")
         _say_reading(report, env, raw)
         _say_ensemble(report, env, raw)
@@ -412,7 +418,7 @@ def _vector_rollout(env, seed: int, actions) -> list:
     for action in actions:
         obs, reward, terminated, truncated, info = env.step(action)
         elapsed = np.asarray(info.get("elapsed_steps", np.zeros(env.num_envs, np.int64)))
-        out.append((copy.deepcopy(obs), reward.copy(), terminated.copy(), truncated.copy(), elapsed.copy()))
+        out.append(_Step((copy.deepcopy(obs), reward.copy(), terminated.copy(), truncated.copy(), elapsed.copy())))
         obs = _reset_ended(env, terminated, truncated)
         if obs is not None:
             out.append(copy.deepcopy(obs))
@@ -504,13 +510,13 @@ def _check_vector(env, steps: int, seed: int) -> CheckReport:
         space = env.single_observation_space
         outside = total = 0
         for item in trajectory:
-            obs = item[0] if isinstance(item, tuple) else item
+            obs = item[0] if isinstance(item, _Step) else item
             for i in range(env.num_envs):
                 total += 1
                 outside += not space.contains(_row(obs, i))
         report.say(f"observations outside the observation space: {outside} of {total}")
         n = env.num_envs
-        stepped_items = [item for item in trajectory[1:] if isinstance(item, tuple)]  # DISABLED's resets left out
+        stepped_items = [item for item in trajectory[1:] if isinstance(item, _Step)]  # DISABLED's resets left out
         for item in stepped_items:
             _, reward, terminated, truncated, _ = item
             for name, value, dtype in (("reward", reward, np.float32), ("terminated", terminated, np.bool_)):
