@@ -1,5 +1,7 @@
 """Conversions: observations to NumPy and the space, actions to what the model takes."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -132,6 +134,40 @@ def test_dict_observation_per_key(make_env):
     assert set(obs) == {"image", "vec"}
     assert obs["image"].dtype == np.uint8 and obs["vec"].dtype == np.float32
     assert DICT.contains(obs)
+
+
+def test_discrete_observations_are_numpy_integer_scalars(make_env):
+    """As Discrete.sample() gives them, and Gymnasium's and SB3's checkers expect."""
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    cells = gym.spaces.Discrete(5)
+    mixed = gym.spaces.Dict({"cell": cells, "pos": BOX2})
+
+    def step(m, s, a):
+        nxt = (s + 1) % 5
+        return {"state": nxt, "observation": nxt, "reward": float(nxt), "terminated": bool(nxt == 4)}
+
+    env = make_env(None, cells, ACT1, transition_fn=step, initial_state=torch.tensor(0), initial_observation=0)
+    obs, _ = env.reset(seed=0)
+    assert type(obs) is np.int64 and obs == 0
+    obs = env.step(np.zeros(1, np.float32))[0]
+    assert type(obs) is np.int64 and obs == 1 and cells.contains(obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Gymnasium warns about a 0-d array observation for a Discrete space
+        check_env(env, skip_render_check=True)
+    sb3_check(env)
+    dict_env = make_env(
+        None, mixed, ACT1, initial_state=torch.tensor(0),
+        transition_fn=lambda m, s, a: (s + 1, {"cell": s + 1, "pos": torch.zeros(2)}),
+    )  # fmt: skip
+    obs, _ = dict_env.reset(seed=0, options={"state": torch.tensor(2), "observation": {"cell": 2, "pos": np.ones(2)}})
+    assert type(obs["cell"]) is np.int64 and obs["pos"].dtype == np.float32
+    obs = dict_env.step(np.zeros(1, np.float32))[0]
+    assert type(obs["cell"]) is np.int64 and obs["cell"] == 3
+    torch_env = make_env(None, cells, ACT1, transition_fn=step, initial_state=torch.tensor(0), output="torch")
+    torch_env.reset(seed=0)
+    assert isinstance(torch_env.step(np.zeros(1, np.float32))[0], torch.Tensor)  # torch mode keeps tensors
 
 
 def test_dict_observation_shape_error_names_the_key(make_env):

@@ -5,7 +5,7 @@ Done once per env, so that no step looks at a space.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 from gymnasium import spaces
@@ -123,3 +123,50 @@ def batch_specs(single_action_space, observation_space, action_space, num_envs: 
     if discrete is not None:
         act_spec = act_spec[:4] + (None,) + act_spec[5:]
     return obs_spec, act_spec, discrete
+
+
+def discrete_scalars(space: spaces.Space) -> Optional[Callable[[Any], Any]]:
+    """A function that hands a single env's ``Discrete`` observations out as
+    ``np.int64`` scalars, as ``Discrete.sample()`` gives them and Gymnasium's
+    and SB3's checkers expect (the cores give 0-d arrays), inside ``Dict``
+    and ``Tuple`` observations too; ``None`` for a space without a
+    ``Discrete`` part.
+
+    Example:
+        >>> import numpy as np
+        >>> scalars = discrete_scalars(spaces.Dict({"k": spaces.Discrete(3), "x": spaces.Box(0, 1, (2,))}))
+        >>> out = scalars({"k": np.array(2), "x": np.zeros(2)})
+        >>> type(out["k"]).__name__, out["x"].shape
+        ('int64', (2,))
+        >>> discrete_scalars(spaces.Box(0, 1, (2,))) is None
+        True
+    """
+    if isinstance(space, spaces.Discrete):
+        return _scalar
+    if isinstance(space, spaces.Dict):
+        keyed = {k: f for k, f in ((k, discrete_scalars(s)) for k, s in space.spaces.items()) if f is not None}
+        if not keyed:
+            return None
+
+        def convert_dict(obs):
+            if not isinstance(obs, dict):
+                return obs
+            return {k: keyed[k](v) if k in keyed else v for k, v in obs.items()}
+
+        return convert_dict
+    if isinstance(space, spaces.Tuple):
+        items = [discrete_scalars(s) for s in space.spaces]
+        if all(f is None for f in items):
+            return None
+
+        def convert_tuple(obs):
+            if not isinstance(obs, tuple) or len(obs) != len(items):
+                return obs
+            return tuple(v if f is None else f(v) for f, v in zip(items, obs))
+
+        return convert_tuple
+    return None
+
+
+def _scalar(obs):
+    return obs[()] if isinstance(obs, np.ndarray) and obs.ndim == 0 else obs

@@ -108,6 +108,8 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         self._obs_spec = _spaces.observation_spec(self.observation_space)
         self._model_obs_spec = _spaces.with_leading_one(self._obs_spec) if self._batch_of_one else self._obs_spec
         self._action_spec = _spaces.action_spec(self.action_space, _torch, None, self.torch_actions)
+        # Discrete observations go out as np.int64 scalars (NumPy mode; the cores give 0-d arrays)
+        self._scalars = None if self._torch_out is not None else _spaces.discrete_scalars(self.observation_space)
 
     def _build_plan(self):
         self._plan = step_plan(self)
@@ -169,7 +171,7 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         if self._ensemble is not None:
             self._ensemble.new_episode()
         self._rebase_reward(obs)
-        return obs, info
+        return (obs if self._scalars is None else self._scalars(obs)), info
 
     def step(self, action):
         """Advances the model one step: ``(obs, reward, terminated,
@@ -200,6 +202,8 @@ class WorldModelEnv(WorldModelBase, gym.Env):
         self._state = state
         self._obs = obs
         self._elapsed = elapsed
+        if self._scalars is not None:
+            obs = self._scalars(obs)
         return obs, reward, terminated, truncated, info
 
     def render(self):
