@@ -5,13 +5,14 @@ Done once per env, so that no step looks at a space.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import numpy as np
 from gymnasium import spaces
 
 from . import _backend
-from .tree import map_leaves
+from .tree import MAX_DEPTH, TOO_DEEP, map_leaves, rebuild
 
 _ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
@@ -125,6 +126,29 @@ def batch_specs(single_action_space, observation_space, action_space, num_envs: 
     return obs_spec, act_spec, discrete
 
 
+def map_with_space(fn: Callable[[Any, Any], Any], obs, space, depth: int = 0):
+    """``obs`` with every leaf replaced by ``fn(leaf, leaf_space)``: the part
+    of ``space`` (a ``Dict``'s by key, a ``Tuple``'s by position) the leaf
+    sits in, or ``None`` where the space does not reach it.
+
+    Example:
+        >>> import numpy as np
+        >>> space = spaces.Dict({"k": spaces.Discrete(3)})
+        >>> map_with_space(lambda x, s: type(s).__name__, {"k": 1, "extra": 2}, space)
+        {'k': 'Discrete', 'extra': 'NoneType'}
+    """
+    if depth > MAX_DEPTH:
+        raise ValueError(TOO_DEEP)
+    if isinstance(obs, Mapping):
+        keyed = space.spaces if isinstance(space, spaces.Dict) else {}
+        return {k: map_with_space(fn, v, keyed.get(k), depth + 1) for k, v in obs.items()}
+    if isinstance(obs, (tuple, list)):
+        items = space.spaces if isinstance(space, spaces.Tuple) else ()
+        parts = [map_with_space(fn, v, items[i] if i < len(items) else None, depth + 1) for i, v in enumerate(obs)]
+        return rebuild(obs, parts)
+    return fn(obs, space)
+
+
 def discrete_scalars(space: spaces.Space) -> Optional[Callable[[Any], Any]]:
     """A function that hands a single env's ``Discrete`` observations out as
     ``np.int64`` scalars, as ``Discrete.sample()`` gives them and Gymnasium's
@@ -141,32 +165,21 @@ def discrete_scalars(space: spaces.Space) -> Optional[Callable[[Any], Any]]:
         >>> discrete_scalars(spaces.Box(0, 1, (2,))) is None
         True
     """
+    if not _has_discrete(space):
+        return None
+    return lambda obs: map_with_space(_scalar, obs, space)
+
+
+def _has_discrete(space) -> bool:
     if isinstance(space, spaces.Discrete):
-        return _scalar
+        return True
     if isinstance(space, spaces.Dict):
-        keyed = {k: f for k, f in ((k, discrete_scalars(s)) for k, s in space.spaces.items()) if f is not None}
-        if not keyed:
-            return None
-
-        def convert_dict(obs):
-            if not isinstance(obs, dict):
-                return obs
-            return {k: keyed[k](v) if k in keyed else v for k, v in obs.items()}
-
-        return convert_dict
-    if isinstance(space, spaces.Tuple):
-        items = [discrete_scalars(s) for s in space.spaces]
-        if all(f is None for f in items):
-            return None
-
-        def convert_tuple(obs):
-            if not isinstance(obs, tuple) or len(obs) != len(items):
-                return obs
-            return tuple(v if f is None else f(v) for f, v in zip(items, obs))
-
-        return convert_tuple
-    return None
+        return any(_has_discrete(s) for s in space.spaces.values())
+    return isinstance(space, spaces.Tuple) and any(_has_discrete(s) for s in space.spaces)
 
 
-def _scalar(obs):
-    return obs[()] if isinstance(obs, np.ndarray) and obs.ndim == 0 else obs
+def _scalar(obs, space):
+    """A ``Discrete`` leaf's 0-d array as its NumPy scalar; any other leaf as it is."""
+    if isinstance(space, spaces.Discrete) and isinstance(obs, np.ndarray) and obs.ndim == 0:
+        return obs[()]
+    return obs

@@ -45,7 +45,8 @@ import numpy as np
 from gymnasium import spaces
 
 from . import _backend
-from .tree import MAX_DEPTH, TOO_DEEP, map_leaves, rebuild
+from ._spaces import map_with_space
+from .tree import map_leaves
 from .vocabulary import OBSERVATION_KEYS
 
 _torch: Any = _backend.torch
@@ -193,21 +194,16 @@ def _take_last(r, last):
     return np.take_along_axis(r, np.asarray(last)[..., None], axis=-1)[..., 0]
 
 
-def _frame_ndims(fn, obs, space, depth: int = 0):
+def _frame_ndims(fn, obs, space):
     """``obs`` with every leaf replaced by ``fn(leaf, ndim)``, ``ndim`` the
     number of axes of that leaf's frame in ``space`` (``None`` where the
     space does not say: a leaf outside it, or a space without a shape)."""
-    if depth > MAX_DEPTH:
-        raise ValueError(TOO_DEEP)
-    if isinstance(obs, Mapping):
-        sub = space.spaces if isinstance(space, spaces.Dict) else {}
-        return {k: _frame_ndims(fn, v, sub.get(k), depth + 1) for k, v in obs.items()}
-    if isinstance(obs, (tuple, list)):
-        items = space.spaces if isinstance(space, spaces.Tuple) else ()
-        parts = [_frame_ndims(fn, v, items[i] if i < len(items) else None, depth + 1) for i, v in enumerate(obs)]
-        return rebuild(obs, parts)
-    shape = getattr(space, "shape", None) if isinstance(space, spaces.Space) else None
-    return fn(obs, None if shape is None else len(shape))
+
+    def with_ndim(leaf, part):
+        shape = getattr(part, "shape", None) if isinstance(part, spaces.Space) else None
+        return fn(leaf, None if shape is None else len(shape))
+
+    return map_with_space(with_ndim, obs, space)
 
 
 def _has_time_axis(x, lead: int, t: int, ndim: Optional[int]) -> bool:
