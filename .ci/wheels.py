@@ -6,9 +6,10 @@ repaired to a manylinux tag and tested where it installs.
 For each of CPython 3.9-3.13 found on this machine (pyenv's versions, or
 pythonX.Y on PATH; an absent one is skipped and said so):
 
-1. the sdist is built once, and every wheel is built from it, so the sdist is
-   proven to carry all the build needs; a native build is required
-   (WMENV_REQUIRE_NATIVE=1) and warnings are errors;
+1. the sdist is built once, and every wheel is built from it,
+   so the sdist is proven to carry all the build needs; a native build is
+   required (WMENV_REQUIRE_NATIVE=1) and warnings are errors, and every wheel
+   carries the typing stub, py.typed and the pure-Python twin;
 2. ``auditwheel repair`` gives it the lowest manylinux tag its symbols allow,
    and ``auditwheel show`` must agree;
 3. it is installed into a fresh venv of its Python with the compiler set to
@@ -18,9 +19,10 @@ pythonX.Y on PATH; an absent one is skipped and said so):
    are not collected; tests/test_numpy_models.py runs NumPy-only models on both
    backends). Python 3.11 runs this with NumPy 1.26 and NumPy 2.x.
 
-The pure-Python wheel (the compiler set to ``false`` at build time) is
-installed on the oldest and newest Python found: ``backend() == "python"``,
-the smoke test and the same tests.
+The pure-Python wheel (the compiler set to ``false`` at build time: a
+``py3-none-any`` wheel with no compiled core) is installed on the oldest and
+newest Python found: ``backend() == "python"``, the smoke test and the same
+tests. With no compiler and ``WMENV_REQUIRE_NATIVE=1`` the build must fail.
 
 The full suite, torch included, runs on 3.11 in .ci/run itself. Exits non-zero
 when any wheel fails to build, repair, import its native core or pass, or when
@@ -150,10 +152,37 @@ def repair(wheel: Path, out: Path, clock: Clock) -> tuple[Path, str]:
     again = run([sys.executable, "-m", "auditwheel", "show", repaired], clock)
     if tag not in again.replace("\n", " "):
         raise RuntimeError(f"auditwheel show on the repaired wheel does not report {tag}:\n{again}")
-    names = zipfile.ZipFile(repaired).namelist()
-    if not any(n.startswith("wmenv/_core.") and n.endswith(".so") for n in names):
-        raise RuntimeError(f"{repaired.name} carries no wmenv/_core extension")
+    check_contents(repaired, native=True)
     return repaired, tag
+
+
+# Every wheel carries the typing stub, the py.typed marker and the pure-Python twin.
+ALWAYS = {"wmenv/_core.pyi", "wmenv/py.typed", "wmenv/_core_py/__init__.py"}
+
+
+def check_contents(wheel: Path, *, native: bool) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    has_core = any(n.startswith("wmenv/_core.") and n.endswith(".so") for n in names)
+    if native and not has_core:
+        raise RuntimeError(f"{wheel.name} carries no wmenv/_core extension")
+    if not native and has_core:
+        raise RuntimeError(f"the pure-Python wheel {wheel.name} carries a compiled wmenv/_core")
+    if not ALWAYS <= names:
+        raise RuntimeError(f"{wheel.name} lacks {sorted(ALWAYS - names)}")
+
+
+def required_native_fails(interpreter: str, sdist: Path, out: Path, clock: Clock) -> None:
+    """With no compiler and WMENV_REQUIRE_NATIVE=1 the build must fail, not fall back."""
+    env = clean_env(CC="false", CXX="false", WMENV_REQUIRE_NATIVE="1")
+    proc = subprocess.run(
+        [interpreter, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(sdist)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=clock.left(),
+    )
+    if proc.returncode == 0 or list(out.glob("*.whl")):
+        raise RuntimeError("with no compiler and WMENV_REQUIRE_NATIVE=1 the build gave a wheel instead of failing")
 
 
 def prepare_venv(entry: Entry, where: Path, clock: Clock) -> Path:
@@ -231,11 +260,12 @@ def main(argv=None) -> int:
     try:
         sdist = build_sdist(work, clock)
         log(f"sdist: {sdist.name}")
-        # venvs fill from the index while the wheels build, one at a time (the build uses both cores)
+        # venvs fill from the index while the wheels build
         with futures.ThreadPoolExecutor(max_workers=3) as pool:
             venvs = {
                 id(e): pool.submit(prepare_venv, e, work / f"venv-{i}", clock) for i, e in enumerate(entries + pure)
             }
+            # One build at a time: a build keeps both cores busy (two at a time were measured no faster).
             built: dict[str, tuple[Path, str]] = {}
             for version, interpreter in found.items():
                 t0 = time.monotonic()
@@ -251,12 +281,20 @@ def main(argv=None) -> int:
                 pure_wheel = build_wheel(found[oldest], sdist, work / "raw-pure", clock, pure=True)
                 if not pure_wheel.name.endswith("-py3-none-any.whl"):
                     raise RuntimeError(f"the build without a compiler gave {pure_wheel.name}, not a py3-none-any wheel")
+                check_contents(pure_wheel, native=False)
                 log(f"built {pure_wheel.name}")
             except BudgetExceeded:
                 raise
             except Exception as exc:
                 failures.append(f"pure-Python wheel: {exc}")
                 pure_wheel = None
+            try:
+                required_native_fails(found[oldest], sdist, work / "raw-required", clock)
+                log("ok: with no compiler and WMENV_REQUIRE_NATIVE=1 the build fails")
+            except BudgetExceeded:
+                raise
+            except Exception as exc:
+                failures.append(f"WMENV_REQUIRE_NATIVE=1 without a compiler: {exc}")
             jobs: dict = {}
             for i, entry in enumerate(entries + pure):
                 if entry.kind == "native":

@@ -37,7 +37,21 @@ def _require_native() -> bool:
     return os.environ.get("WMENV_REQUIRE_NATIVE", "") not in ("", "0")
 
 
-@pytest.fixture(params=list(_backend.BACKENDS))
+def _backends_under_test() -> list:
+    """Every backend, or those named in WMENV_TEST_BACKENDS (comma-separated):
+    CI's sanitizer run names only native, the one the sanitizers instrument."""
+    chosen = os.environ.get("WMENV_TEST_BACKENDS", "").strip()
+    if not chosen:
+        return list(_backend.BACKENDS)
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(_backend.BACKENDS))
+    if unknown or not names:
+        known = ", ".join(_backend.BACKENDS)
+        raise pytest.UsageError(f"WMENV_TEST_BACKENDS={chosen!r}: name backends among {known}, comma-separated")
+    return [name for name in _backend.BACKENDS if name in names]
+
+
+@pytest.fixture(params=_backends_under_test())
 def backend(request):
     """The backend name; native is skipped when it is not built, unless
     WMENV_REQUIRE_NATIVE is set (CI), where its absence fails the test."""
