@@ -97,6 +97,18 @@ def test_policy_rollouts_mask_rewards_after_termination(backend):
         assert float(out.returns[0]) == 3.0 and float(out.returns[1]) == 6.0
 
 
+def test_a_policy_rollout_takes_its_horizon_as_the_third_argument(backend):
+    env = WorldModelVectorEnv(Dynamics(), N, OBS, ACT, backend=backend, output="torch", initial_state=torch.zeros(N, 3))
+    policy = policy_net()
+    positional = env.rollout(policy, torch.zeros(N, 3), 4)
+    keyword = env.rollout(policy, torch.zeros(N, 3), horizon=4)
+    assert positional.rewards.shape == (4, N)
+    assert torch.equal(positional.rewards, keyword.rewards)
+    discounted = env.rollout(policy, torch.zeros(N, 3), 0.5, horizon=4)  # a float third is still the discount
+    weights = torch.tensor([1.0, 0.5, 0.25, 0.125]).unsqueeze(1)
+    assert torch.allclose(discounted.returns, (keyword.rewards * weights).sum(0))
+
+
 def test_policy_rollout_arguments_are_checked(backend):
     env = WorldModelVectorEnv(Dynamics(), N, OBS, ACT, backend=backend, output="torch", initial_state=torch.zeros(N, 3))
     with pytest.raises(ValueError, match=r"needs horizon= a positive int"):

@@ -68,7 +68,7 @@ def check_autoreset_mode(value, output: str = "numpy") -> AutoresetMode:
     try:
         mode = AutoresetMode(value)
     except ValueError:
-        allowed = ", ".join(f"AutoresetMode.{m.name}" for m in AutoresetMode)
+        allowed = ", ".join(f"AutoresetMode.{m.name} ({m.value!r})" for m in AutoresetMode)
         raise ValueError(f"autoreset_mode must be one of {allowed}, got {value!r}") from None
     if output == "torch" and mode is AutoresetMode.SAME_STEP:
         raise ValueError(

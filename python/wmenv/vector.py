@@ -234,8 +234,10 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
         model's draws come from a generator restored afterwards).
 
         ``actions`` may instead be a policy, ``policy(state) -> actions``,
-        with ``horizon=`` steps: closed-loop imagination, differentiable with
-        ``output="torch"`` and ``grad=True`` (see :mod:`wmenv.imagination`).
+        with ``horizon`` steps (``rollout(policy, state, horizon)``, or
+        ``horizon=``; a float third argument is still the discount):
+        closed-loop imagination, differentiable with ``output="torch"`` and
+        ``grad=True`` (see :mod:`wmenv.imagination`).
 
         Example:
             >>> import numpy as np, gymnasium as gym, torch
@@ -252,6 +254,8 @@ class WorldModelVectorEnv(WorldModelBase, gym.vector.VectorEnv):
                 "with relative_reward=False to plan on the reward model's scores"
             )
         if callable(actions):  # a policy: closed-loop, differentiable imagination (wmenv.imagination)
+            if horizon is None and isinstance(discount, (int, np.integer)) and not isinstance(discount, bool):
+                horizon, discount = discount, None  # rollout(policy, state, horizon): an int third is the horizon
             return imagine(self, actions, state, horizon, discount, observations)
         if horizon is not None:
             raise TypeError("horizon= is for a policy rollout; an action array's first axis is its horizon")
