@@ -320,6 +320,42 @@ def test_single_env_chunks_with_a_batched_model(backend):
         assert obs.reshape(-1, 2)[-1].tolist() == [3.0, 3.0]  # held at the terminating frame
 
 
+def test_a_reward_model_may_score_each_frame_of_a_chunk(backend):
+    def per_frame(frames):  # (..., T, 2) frames -> (..., T) scores
+        return frames[..., 1]
+
+    # env 0 runs x from 1 to 4 and terminates at its third frame (x >= 3); env 1 from 2, at its second
+    for chunk_reward, expected in (("sum", [6.0, 5.0]), ("last", [3.0, 3.0]), (lambda s: s.max(-1).values, [3.0, 3.0])):
+        env = chunked(backend, reward_model=per_frame, chunk_reward=chunk_reward)
+        env.reset(seed=0)
+        obs, reward, terminated, _, info = env.step(np.full((2, T, 2), 1.0, np.float32))
+        assert reward.tolist() == expected, chunk_reward  # only the frames the chunk counted
+        assert info["chunk_length"].tolist() == [3, 2] and terminated.tolist() == [True, True]
+    env = chunked(backend, reward_model=per_frame, success_threshold=1.75, initial_state=torch.zeros(2, 2))
+    env.reset(seed=0)
+    actions = np.repeat(np.array([[[0.5, 0.5]], [[0.5, 0.0]]], np.float32), T, axis=1)
+    obs, reward, terminated, _, info = env.step(actions)
+    assert info["success"].tolist() == [True, False] and terminated.tolist() == [True, False]  # 2.0 >= 1.75 > 0
+    assert reward.tolist() == [5.0, 0.0]
+    whole = chunked(backend, reward_model=lambda frames: frames[..., 1].mean(-1))  # a score per chunk is kept as it is
+    whole.reset(seed=0)
+    assert whole.step(np.full((2, T, 2), 0.5, np.float32))[1].tolist() == [1.25, 2.25]
+    single = single_chunked(backend, reward_model=per_frame, initial_state=torch.zeros(2))
+    single.reset(seed=0)
+    obs, reward, terminated, _, info = single.step(np.full((T, 2), 1.0, np.float32))
+    assert reward == 6.0 and terminated is True and info["chunk_length"] == 3
+
+
+def test_relative_rewards_over_chunks_difference_the_last_counted_frames(backend):
+    def reset(model, seed, options):
+        return torch.zeros(2, 2), torch.zeros(2, T, 2)
+
+    env = chunked(backend, reward_model=lambda frames: frames[..., 1], relative_reward=True, reset_fn=reset)
+    env.reset(seed=0)  # the reset's frames score 0
+    assert env.step(np.full((2, T, 2), 0.25, np.float32))[1].tolist() == [1.0, 1.0]
+    assert env.step(np.full((2, T, 2), 0.5, np.float32))[1].tolist() == [2.0, 2.0]
+
+
 def test_chunks_and_ensembles_are_refused_together(backend):
     with pytest.raises(ValueError, match=r"chunk= and members= cannot be combined"):
         WorldModelVectorEnv(Video(), 2, OBS, ACT, backend=backend, chunk=T, members=2)

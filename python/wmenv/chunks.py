@@ -19,6 +19,10 @@ Video world models generate a chunk of frames per call. With ``chunk=T``:
   the step's reward is the chunk's sum (``chunk_reward="sum"``), its last
   counted frame's (``"last"``), or ``chunk_reward(rewards)`` of the masked
   ``(..., T)`` rewards; ``info["chunk_length"]`` is how many frames counted;
+* a ``reward_model`` scores the frames: one score per env is the reward, and
+  per-frame scores ``(..., T)`` are reduced as the model's rewards are
+  (``chunk_reward`` of the counted frames; see
+  :class:`wmenv.transitions.RewardModel`);
 * ``max_episode_steps`` counts env steps (frames): an episode is truncated
   after ``ceil(max_episode_steps / T)`` chunks;
 * the single env takes ``batched_model=True`` too (the time axis after the

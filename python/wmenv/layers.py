@@ -83,6 +83,7 @@ def compile_layers(env, core):
             env._snapshot_envs() is not None,
             env.relative_reward,
             as_generated(env, wm),
+            (env._chunk, env.chunk_reward) if env._chunk and env.chunk_frames else None,
         )
         env._reward_layer.base = env.__dict__.pop("_reward_base", None)
     if getattr(env, "_progress", None) is not None:

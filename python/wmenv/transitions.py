@@ -152,6 +152,14 @@ class RewardModel:
     reward-model call per reset), and the previous scores are part of the
     env's snapshots. An episode's relative rewards sum to its last score
     minus its first.
+
+    With action chunks whose observations are the chunk's frames
+    (``frames=(chunk, chunk_reward)``), the reward model may score the chunk
+    as a whole (one score per env) or each frame (``(..., T)`` scores): then
+    the step's reward is ``chunk_reward`` of the scores of the frames the
+    chunk counted (up to a termination inside it), success is any counted
+    frame's score reaching the threshold, and ``relative`` differences the
+    last counted frame's score against the previous step's.
     """
 
     def __init__(
@@ -163,6 +171,7 @@ class RewardModel:
         batched: bool,
         relative: bool = False,
         to_model: Optional[Callable] = None,
+        frames: Optional[tuple] = None,
     ):
         if not callable(reward_model):
             raise ValueError(f"reward_model must be a callable or module, got {type(reward_model).__name__}")
@@ -171,6 +180,52 @@ class RewardModel:
         self.relative = bool(relative)
         self.to_model = (lambda obs: obs) if to_model is None else to_model
         self.base: Optional[np.ndarray] = None  # the previous observations' scores (relative)
+        self.frames = frames  # (chunk, chunk_reward) where observations are a chunk's frames
+
+    def _per_frame(self, score) -> bool:
+        """Whether ``score`` scores each of a chunk's frames: ``(..., T)``
+        beside one score per env (``(num_envs,)``, or one for a single env)."""
+        if self.frames is None or not hasattr(score, "shape"):
+            return False
+        shape = tuple(score.shape)
+        if not shape or shape[-1] != self.frames[0]:
+            return False
+        return len(shape) == 2 if self.batched else int(np.prod(shape[:-1])) == 1
+
+    def _frames(self, score, info):
+        """A chunk's per-frame scores reduced to one per env: the frames the
+        chunk counted (all of them, or up to its terminating frame, as
+        ``info["chunk_length"]`` says), their success (any frame's score at
+        the threshold), the reward (``chunk_reward`` of their scores: sum, last
+        counted frame, or the callable of the masked scores) and the last
+        counted frame's score (what ``relative`` differences)."""
+        t, how = self.frames
+        length = info.get("chunk_length")
+        counted = np.ones(score.shape, bool)
+        if length is not None:
+            counted = (np.arange(t) < np.asarray(length).reshape(-1, 1)).reshape(score.shape)
+        last = counted.sum(-1) - 1
+        success = None
+        if _torch is not None and isinstance(score, _torch.Tensor):
+            mask = _torch.as_tensor(counted, device=score.device)
+            if self.success_threshold is not None:
+                success = ((score >= self.success_threshold) & mask).any(dim=-1)
+            masked = score * mask.to(score.dtype)
+            idx = _torch.as_tensor(last, device=score.device).long().unsqueeze(-1)
+            final = score.gather(-1, idx).squeeze(-1)
+        else:
+            score = np.asarray(score)
+            if self.success_threshold is not None:
+                success = ((score >= self.success_threshold) & counted).any(-1)
+            masked = score * counted
+            final = np.take_along_axis(score, last[..., None], axis=-1)[..., 0]
+        if how == "sum":
+            reward = masked.sum(-1)
+        elif how == "last":
+            reward = final
+        else:
+            reward = how(masked)
+        return reward, success, final
 
     def rebase(self, observations, mask=None) -> None:
         """Relative rewards: the scores of a reset's observations (the env's
@@ -178,7 +233,10 @@ class RewardModel:
         scores of the envs ``mask`` selects (all of them without a mask)."""
         if not self.relative:
             return
-        scores = _as_scores(self.reward_model(self.to_model(observations)), self.batched)
+        score = self.reward_model(self.to_model(observations))
+        if self._per_frame(score):  # a reset's frames: the last one's score is where the episode stands
+            score = score[..., -1]
+        scores = _as_scores(score, self.batched)
         if mask is None or self.base is None:
             self.base = scores.copy()
         else:
@@ -193,8 +251,12 @@ class RewardModel:
         if reward is not None:
             info["model_reward"] = reward
         score = self.reward_model(obs)
+        success = None
+        if self._per_frame(score):  # one score per frame of the chunk
+            reward_of_chunk, success, final = self._frames(score, info)
+            score = final if self.relative else reward_of_chunk
         if self.success_threshold is not None:
-            success = _at_least(score, self.success_threshold)
+            success = _at_least(score, self.success_threshold) if success is None else success
             if _torch is not None and isinstance(success, _torch.Tensor):
                 success_np = success.detach().cpu().numpy().reshape(-1).astype(bool)
             else:
